@@ -1,0 +1,63 @@
+"""The whole book builds strictly, every page in the table of contents is there and executed."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.xdist_group("book")
+
+
+def toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc["parts"]:
+        files += [chapter["file"] for chapter in part["chapters"]]
+    return files
+
+
+def executable_pages() -> list[str]:
+    """Pages whose front matter declares a kernel: MyST notebooks executed in the build."""
+    return [f for f in toc_files() if "kernelspec:" in (ROOT / f"{f}.md").read_text()[:600]]
+
+
+def test_strict_build_succeeds(book):
+    assert book.ok, book.log[-5000:]
+    warnings = [line for line in book.log.splitlines() if "WARNING" in line]
+    assert not warnings, "\n".join(warnings)
+
+
+@pytest.mark.parametrize("page", toc_files())
+def test_every_toc_page_has_html(book, page):
+    html = book.html / f"{page}.html"
+    assert html.is_file(), f"{page}.md produced no HTML"
+    title = re.search(r"<title>(.*?)</title>", html.read_text(), re.S)
+    assert title and title.group(1).strip(), f"{page} has no title"
+
+
+@pytest.mark.parametrize("page", executable_pages())
+def test_executable_pages_show_outputs(book, page):
+    html = (book.html / f"{page}.html").read_text()
+    assert 'class="cell_output' in html, f"{page}: no executed output in the HTML"
+    assert "Traceback (most recent call last)" not in html
+
+
+def test_check_page_reports_measured_throughput(book):
+    html = (book.html / "book/setup/check.html").read_text()
+    match = re.search(r"matmul\s+([\d,]+\.\d) GFLOP/s", html)
+    assert match, "the setup check printed no matmul figure"
+    assert float(match.group(1).replace(",", "")) > 0
+
+
+def test_execution_reports_are_not_in_a_clean_build(book):
+    assert not (book.html / "reports").exists()
+
+
+def test_execution_table_lists_every_executable_page(book):
+    html = (book.html / "book/reference/execution.html").read_text()
+    for page in executable_pages():
+        assert page in html, f"{page} missing from the execution table"
