@@ -1,14 +1,173 @@
-"""Sphinx extension for the DLCC book."""
+"""Sphinx extension for the DLCC book.
+
+- Launch buttons (Colab, Binder) open the generated notebook on the ``notebooks`` branch,
+  while the edit and source buttons keep pointing at the ``.md`` sources on the main branch.
+- The download button offers that same notebook (install cell included).
+- Every page gets a "Cite this page" box (BibTeX and APA) and ``citation_*`` meta tags.
+- ``dlcc_hide_solutions: true`` builds a student-facing site without any solution.
+- Executed pages print one progress line per epoch (``DLCC_PROGRESS=epoch`` for the kernels).
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import os
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import notebooks  # noqa: E402  (the exporter next to this file)
+
+import dlcc
+
+SKIP_PAGES = {"genindex", "search", "index"}
 
 
-def _derive_urls(app, config):
-    """Everything site-wide derives from ``html.baseurl`` and ``repository.url`` in _config.yml."""
+def _configure(app, config):
+    """Everything site-wide derives from ``html.baseurl`` and ``repository`` in _config.yml."""
     if not config.html_baseurl.endswith("/"):
         config.html_baseurl += "/"
     config.ogp_site_url = config.html_baseurl
+    if config.dlcc_hide_solutions:
+        config.hide_solutions = True  # sphinx-exercise: drops {solution} blocks from the HTML
+        config.html_copy_source = False  # _sources/*.md would still hold the solutions
+    # Kernels started by the build inherit this: the trainer prints one line per epoch.
+    os.environ["DLCC_PROGRESS"] = "epoch"
+    root = Path(app.confdir)
+    app.dlcc_site = notebooks.Site(
+        repo_url=config.html_theme_options["repository_url"].rstrip("/"),
+        branch=config.html_theme_options.get("repository_branch", "main"),
+        baseurl=config.html_baseurl,
+        commit=notebooks.current_commit(root) or "main",
+    )
+
+
+# --- Solutions ------------------------------------------------------------------------------
+
+SOLUTION_CELL = re.compile(r"(```\{code-cell\}[^\n]*\n)((?::[\w-]+:[^\n]*\n)*)")
+
+
+def _hide_solution_cells(app, docname, source):
+    """In a student build, solution code cells still run (later cells may need their results)
+    but are removed from the page: tag them ``remove-cell`` before MyST-NB reads the page."""
+    if not app.config.dlcc_hide_solutions:
+        return
+
+    def retag(match):
+        opener, options = match.groups()
+        tags = re.search(r"^:tags:\s*\[(.*)\]\s*$", options, re.M)
+        if not tags or notebooks.SOLUTION_TAG not in [t.strip(" '\"") for t in
+                                                      tags.group(1).split(",")]:
+            return match.group(0)
+        new = f":tags: [{tags.group(1)}, remove-cell]"
+        return opener + options[:tags.start()] + new + options[tags.end():]
+
+    source[0] = SOLUTION_CELL.sub(retag, source[0])
+
+
+# --- Launch and download buttons --------------------------------------------------------------
+
+
+def _is_notebook(app, pagename):
+    return "kernelspec" in app.env.metadata.get(pagename, {})
+
+
+def _rewrite_buttons(app, pagename, templatename, context, doctree):
+    """Runs after the theme's own handlers (priority 501) have built the header buttons."""
+    if not _is_notebook(app, pagename):
+        return
+    site = app.dlcc_site
+    urls = {"Colab": site.colab_url(pagename), "Binder": site.binder_url(pagename)}
+    for group in context.get("header_buttons", []):
+        for button in group.get("buttons", []):
+            if group.get("label") == "launch-buttons" and button.get("text") in urls:
+                button["url"] = urls[button["text"]]
+            if button.get("label") == "download-notebook-button":
+                button["tooltip"] = "Download the notebook (runs in Jupyter or Colab)"
+
+
+# --- Citation ---------------------------------------------------------------------------------
+
+
+def _plain(title: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", "", title)).strip()
+
+
+def citation(app, pagename: str, title: str) -> dict:
+    """The fields of a chapter's citation, and its BibTeX and APA renderings."""
+    config, site = app.config, app.dlcc_site
+    metadata = app.env.metadata.get(pagename, {})
+    authors = metadata.get("authors") or [config.author]
+    if isinstance(authors, str):
+        authors = [authors]
+    year = str(config.copyright).strip()[:4] or str(datetime.date.today().year)
+    version = dlcc.__version__
+    commit = site.commit[:7]
+    edition = f"version {version}, commit {commit}"
+    url = site.page_url(pagename)
+    book = config.html_title
+    key = "dlcc-" + re.sub(r"[^a-z0-9]+", "-", pagename.split("/")[-1].lower()).strip("-")
+    bib_authors = " and ".join(f"{{{a}}}" if " " in a and "," not in a else a for a in authors)
+    bibtex = "\n".join([
+        f"@incollection{{{key},",
+        f"  title     = {{{title}}},",
+        f"  author    = {{{bib_authors}}},",
+        f"  booktitle = {{{book}}},",
+        f"  year      = {{{year}}},",
+        f"  note      = {{{edition.capitalize()}}},",
+        f"  url       = {{{url}}}",
+        "}",
+    ])
+    apa = f"{', '.join(authors)}. ({year}). {title}. In {book} ({edition}). {url}"
+    return {"title": title, "authors": authors, "year": year, "url": url, "key": key,
+            "book": book, "commit": commit, "bibtex": bibtex, "apa": apa}
+
+
+def _add_citation(app, pagename, templatename, context, doctree):
+    if doctree is None or pagename in SKIP_PAGES or "title" not in context:
+        return
+    cite = citation(app, pagename, _plain(context["title"]))
+    context["dlcc_cite"] = cite
+    tags = [("citation_title", cite["title"])]
+    tags += [("citation_author", author) for author in cite["authors"]]
+    tags += [
+        ("citation_publication_date", cite["year"]),
+        ("citation_inbook_title", cite["book"]),
+        ("citation_book_title", cite["book"]),
+        ("citation_publisher", app.config.author),
+        ("citation_fulltext_html_url", cite["url"]),
+        ("citation_public_url", cite["url"]),
+    ]
+    meta = "".join(f'<meta name="{name}" content="{html.escape(value, quote=True)}" />\n'
+                   for name, value in tags)
+    context["metatags"] = context.get("metatags", "") + meta
+
+
+# --- Notebooks for download --------------------------------------------------------------------
+
+
+def _export_notebooks(app, exception):
+    """Put each page's launch notebook where the download button points (``_sources/``)."""
+    if exception is not None or app.builder.format != "html":
+        return
+    root = Path(app.confdir)
+    out = Path(app.outdir) / "_sources"
+    site = app.dlcc_site
+    for page in app.env.found_docs:
+        if _is_notebook(app, page):
+            nb = notebooks.export(page, site, root=root,
+                                  hide_solutions=app.config.dlcc_hide_solutions)
+            notebooks.write(nb, out / f"{page}.ipynb")
 
 
 def setup(app):
     app.add_config_value("dlcc_hide_solutions", False, "env", types=[bool])
-    app.connect("config-inited", _derive_urls)
+    app.connect("config-inited", _configure)
+    app.connect("source-read", _hide_solution_cells)
+    app.connect("html-page-context", _rewrite_buttons, priority=502)
+    app.connect("html-page-context", _add_citation)
+    app.connect("build-finished", _export_notebooks)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -60,3 +60,19 @@ def fraction(name: str, value: float, *, closed_low: bool = False) -> None:
     if not ok:
         interval = "[0, 1)" if closed_low else "(0, 1)"
         raise ValueError(f"{name} must be in {interval}, got {value}")
+
+
+def same_dtype(name: str, a: np.ndarray, ref_name: str, ref: np.ndarray) -> None:
+    """Raise ``TypeError`` if ``a`` and ``ref`` differ in dtype (numpy would silently upcast)."""
+    if a.dtype != ref.dtype:
+        raise TypeError(f"{name} has dtype {a.dtype} but {ref_name} has dtype {ref.dtype}; "
+                        f"cast one with .astype()")
+
+
+def dout(d: object, shape: tuple[int, ...]) -> np.ndarray:
+    """Check an upstream gradient against the shape of the forward output it belongs to."""
+    float_array("dout", d)
+    if d.shape != tuple(shape):
+        raise ValueError(f"dout has shape {d.shape} but the forward output had shape "
+                         f"{tuple(shape)}")
+    return d
