@@ -14,7 +14,7 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
-CHUNK = 128  # images rendered at once: bounds the (chunk, max_cells, H, W) intermediates
+MAX_AXIS = 0.14  # largest semi-axis, as a fraction of the image side
 
 
 def _check(n, size, noise, blur, max_cells) -> None:
@@ -27,34 +27,61 @@ def _check(n, size, noise, blur, max_cells) -> None:
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Blur images (N, C, H, W) with a Gaussian of std ``sigma`` pixels (separable, reflect)."""
+    """Blur images (..., H, W) with a Gaussian of std ``sigma`` pixels, reflecting at borders.
+
+    Written as ``B_h @ x @ B_w.T`` with (H, H) and (W, W) blur matrices: one batched matmul
+    is much faster on a CPU than a convolution with a single input channel.
+    """
     if sigma == 0:
         return x
+    return _blur_matrix(x.shape[-2], sigma) @ x @ _blur_matrix(x.shape[-1], sigma).T
+
+
+def _blur_matrix(n: int, sigma: float) -> torch.Tensor:
+    """(n, n) matrix M with ``M @ v`` = v blurred along its length (reflect padding)."""
     radius = max(1, math.ceil(3 * sigma))
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype)
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
     kernel = torch.exp(-0.5 * (t / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    c = x.shape[1]
-    # Reflect padding needs radius < side; replicate works for any size.
-    mode = "reflect" if radius < min(x.shape[-2:]) else "replicate"
-    x = F.pad(x, (radius, radius, radius, radius), mode=mode)
-    x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    kernel = (kernel / kernel.sum()).view(1, 1, -1)
+    # Column j of M is the blurred unit vector e_j; reflect needs radius < n.
+    mode = "reflect" if radius < n else "replicate"
+    eye = F.pad(torch.eye(n).unsqueeze(1), (radius, radius), mode=mode)  # (n, 1, n + 2r)
+    return F.conv1d(eye, kernel).squeeze(1).T
 
 
 def _render(cx, cy, a, b, angle, brightness, present, size):
-    """Masks and cell intensities (n, 1, H, W) from per-cell parameters (n, max_cells)."""
-    pix = torch.arange(size, dtype=torch.float32) + 0.5  # pixel centres
-    dx = pix.view(1, 1, 1, -1) - cx[..., None, None]     # (n, m, 1, W)
-    dy = pix.view(1, 1, -1, 1) - cy[..., None, None]     # (n, m, H, 1)
+    """Masks and cell intensities (n, 1, H, W) from per-cell parameters (n, max_cells).
+
+    Each cell is drawn only on a square patch around its centre that holds its largest
+    possible ellipse, then scattered into the image: about a tenth of the work of evaluating
+    every cell at every pixel.
+    """
+    n, m = cx.shape
+    p = math.ceil(2 * MAX_AXIS * size) + 2                          # patch side
+    offsets = torch.arange(p)
+    x0 = torch.floor(cx - MAX_AXIS * size - 0.5).long()            # patch corner (n, m)
+    y0 = torch.floor(cy - MAX_AXIS * size - 0.5).long()
+    px = x0[..., None, None] + offsets.view(1, 1, 1, p)            # (n, m, 1, p)
+    py = y0[..., None, None] + offsets.view(1, 1, p, 1)            # (n, m, p, 1)
+    dx = px + 0.5 - cx[..., None, None]                            # from the pixel centre
+    dy = py + 0.5 - cy[..., None, None]
     cos, sin = angle.cos()[..., None, None], angle.sin()[..., None, None]
     # Squared radius in the ellipse's own frame: <= 1 inside.
     r2 = ((dx * cos + dy * sin) / a[..., None, None]) ** 2 \
-        + ((dy * cos - dx * sin) / b[..., None, None]) ** 2          # (n, m, H, W)
-    inside = (r2 <= 1) & present[..., None, None]
+        + ((dy * cos - dx * sin) / b[..., None, None]) ** 2         # (n, m, p, p)
+    onscreen = (px >= 0) & (px < size) & (py >= 0) & (py < size)
+    inside = (r2 <= 1) & present[..., None, None] & onscreen
     # A dome: bright centre, rim at 60% of it, like a stained nucleus.
-    profile = torch.where(inside, brightness[..., None, None] * (1 - 0.4 * r2), 0.0)
-    return inside.any(dim=1, keepdim=True).float(), profile.amax(dim=1, keepdim=True)
+    profile = brightness[..., None, None] * (1 - 0.4 * r2)
+
+    # Pixels outside the ellipse (or off the image) all go to one spare slot at the end.
+    index = torch.where(inside, py * size + px, size * size).view(n, -1)
+    cells = torch.zeros(n, size * size + 1)
+    cells.scatter_reduce_(1, index, profile.view(n, -1), reduce="amax")
+    masks = torch.zeros(n, size * size + 1)
+    masks.scatter_(1, index, 1.0)
+    shape = (n, 1, size, size)
+    return masks[:, :-1].reshape(shape), cells[:, :-1].reshape(shape)
 
 
 def synthetic_cells(n: int = 256, size: int = 64, seed: int = 0, noise: float = 0.3,
@@ -76,7 +103,7 @@ def synthetic_cells(n: int = 256, size: int = 64, seed: int = 0, noise: float = 
 
     m = max_cells
     present = torch.arange(m) < torch.randint(1, m + 1, (n, 1), generator=g)  # (n, m)
-    a = uniform(0.05 * size, 0.14 * size, (n, m))
+    a = uniform(0.05 * size, MAX_AXIS * size, (n, m))
     b = a * uniform(0.55, 1.0, (n, m))  # elongation
     angle = uniform(0, math.pi, (n, m))
     cx, cy = uniform(0, size, (n, m)), uniform(0, size, (n, m))
@@ -84,15 +111,9 @@ def synthetic_cells(n: int = 256, size: int = 64, seed: int = 0, noise: float = 
     level = uniform(0.0, 0.3, (n, 1, 1, 1))
     slope_x, slope_y = uniform(-0.2, 0.2, (n, 1, 1, 1)), uniform(-0.2, 0.2, (n, 1, 1, 1))
 
-    masks, cells = [], []
-    for i in range(0, n, CHUNK):
-        part = slice(i, i + CHUNK)
-        mask, cell = _render(cx[part], cy[part], a[part], b[part], angle[part],
-                             brightness[part], present[part], size)
-        masks.append(mask)
-        cells.append(cell)
+    masks, cells = _render(cx, cy, a, b, angle, brightness, present, size)
     ramp = torch.linspace(-1, 1, size)
     background = level + slope_x * ramp.view(1, 1, 1, -1) + slope_y * ramp.view(1, 1, -1, 1)
-    images = gaussian_blur(background + torch.cat(cells), blur)
+    images = gaussian_blur(background + cells, blur)
     images = images + noise * torch.randn(images.shape, generator=g)
-    return TensorDataset(images, torch.cat(masks))
+    return TensorDataset(images, masks)

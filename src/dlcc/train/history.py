@@ -89,7 +89,7 @@ class History:
         fig = Figure(figsize=(4.5 * len(metrics), 3.4), layout="constrained")
         axes = fig.subplots(1, len(metrics), squeeze=False)[0]
         epochs = self.column("epoch")
-        for ax, name in zip(axes, metrics):
+        for ax, name in zip(axes, metrics, strict=True):
             for split in ("train", "val"):
                 values = self.column(f"{split}_{name}")
                 if any(v is not None for v in values):

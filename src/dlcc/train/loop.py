@@ -10,19 +10,24 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import CyclicLR, OneCycleLR, ReduceLROnPlateau
 
-from dlcc.distributed import (all_reduce_sum, barrier, is_distributed, is_main_process,
-                              unwrap_model)
-from dlcc.train.checkpoint import (load_checkpoint, loader_generators, rng_state,
-                                   save_checkpoint, set_rng_state, torch_rng_state)
+from dlcc.distributed import all_reduce_sum, barrier, is_distributed, is_main_process, unwrap_model
+from dlcc.train.checkpoint import (
+    load_checkpoint,
+    loader_generators,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    torch_rng_state,
+)
 from dlcc.train.device import autocast, get_device, resolve_amp
 from dlcc.train.history import History
 from dlcc.train.progress import Progress
@@ -64,7 +69,7 @@ class _Sums:
         totals = all_reduce_sum(totals).tolist()
         count = max(totals[-1], 1)
         return {f"{prefix}{name}": total / count
-                for name, total in zip(["loss", *self.names], totals[:-1])}
+                for name, total in zip(["loss", *self.names], totals[:-1], strict=True)}
 
 
 @torch.no_grad()
@@ -89,7 +94,8 @@ def evaluate(model: nn.Module, loader, *, loss_fn, metrics: dict[str, Metric] | 
     device = get_device(device)
     metrics = dict(metrics or {})
     model.to(device)
-    return _evaluate(model, loader, loss_fn, metrics, device, resolve_amp(amp, device)).means(device)
+    sums = _evaluate(model, loader, loss_fn, metrics, device, resolve_amp(amp, device))
+    return sums.means(device)
 
 
 def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn, optimizer, epochs: int,
@@ -139,7 +145,8 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn, optimizer, 
     try:
         json.dumps(config)
     except TypeError as error:
-        raise TypeError(f"config must hold only JSON types (dict, list, str, number): {error}")
+        raise TypeError("config must hold only JSON types (dict, list, str, number): "
+                        f"{error}") from None
     metrics = dict(metrics or {})
     names = ["train_loss", *(f"train_{m}" for m in metrics)]
     if val_loader is not None:
@@ -174,7 +181,8 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn, optimizer, 
         start_epoch, step = resumed["epoch"], resumed["step"]
         best, bad_epochs = resumed["best"], resumed["bad_epochs"]
         set_rng_state(resumed["rng"])
-        for generator, state in zip(generators, resumed["loader_rng"]):
+        # strict=False: a loader rebuilt without a generator simply reshuffles from global RNG.
+        for generator, state in zip(generators, resumed["loader_rng"], strict=False):
             generator.set_state(state)
 
     def checkpoint(epoch, sums=None, done=0, step_rng=None, epoch_rng=None):
