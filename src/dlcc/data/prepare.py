@@ -92,7 +92,8 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, *,
     Memory is pinned only for a CUDA ``device``, where it lets ``.to(device,
     non_blocking=True)`` overlap the copy with compute; on CPU it would only cost time.
     ``sampler`` replaces shuffling (e.g. a ``DistributedSampler``), so it excludes
-    ``shuffle=True``.
+    ``shuffle=True``. Worker processes are kept between epochs: starting them costs more than
+    a small epoch, and :class:`~dlcc.data.Augmented` then keeps drawing fresh randomness.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 
-def images(x: object, in_channels: int) -> torch.Tensor:
+def check_images(x: object, in_channels: int) -> torch.Tensor:
     """Return ``x`` if it is a float tensor of shape (N, in_channels, H, W), else raise."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ._common import check_widths, images, init_weights, positive_int
+from ._common import check_images, check_widths, init_weights, positive_int
 
 
 class LeNet5(nn.Module):
@@ -48,7 +48,7 @@ class LeNet5(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        images(x, self.in_channels)
+        check_images(x, self.in_channels)
         if min(x.shape[-2:]) < 16:
             raise ValueError(f"x must be at least 16x16 pixels for LeNet5; got "
                              f"{tuple(x.shape[-2:])}")
@@ -106,7 +106,7 @@ class SmallCNN(nn.Module):
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        images(x, self.in_channels)
+        check_images(x, self.in_channels)
         smallest = 2 ** len(self.widths)
         if min(x.shape[-2:]) < smallest:
             raise ValueError(f"x must be at least {smallest}x{smallest} pixels for "

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._common import check_widths, images, init_weights, positive_int
+from ._common import check_images, check_widths, init_weights, positive_int
 
 
 class PreActBlock(nn.Module):
@@ -72,5 +72,5 @@ class ResNet(nn.Module):
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        images(x, self.in_channels)
+        check_images(x, self.in_channels)
         return self.head(self.blocks(self.stem(x)))

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._common import images, init_weights, positive_int
+from ._common import check_images, init_weights, positive_int
 
 
 def double_conv(c_in: int, c_out: int) -> nn.Sequential:
@@ -54,7 +54,7 @@ class UNet(nn.Module):
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        images(x, self.in_channels)
+        check_images(x, self.in_channels)
         h, w = x.shape[-2:]
         multiple = 2**self.depth
         pad_h, pad_w = -h % multiple, -w % multiple
