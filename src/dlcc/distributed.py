@@ -23,8 +23,6 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from dlcc.train.device import get_device
-
 
 def is_distributed() -> bool:
     """True when this process is one of several in an initialised process group."""
@@ -57,6 +55,8 @@ def init_distributed(backend: str | None = None) -> torch.device:
     if is_distributed():
         return _local_device()
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        from dlcc.train.device import get_device  # here: dlcc.train imports this module
+
         return get_device()
     cuda = torch.cuda.is_available()
     backend = backend or ("nccl" if cuda else "gloo")
