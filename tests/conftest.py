@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -55,7 +56,11 @@ def book_output_dir(tmp_path_factory) -> Path:
     """A cold folder under CI; locally a folder whose execution cache is keyed on the library."""
     if os.environ.get("CI"):
         return tmp_path_factory.mktemp("book")
-    return ROOT / ".cache" / f"book-{source_hash()}"
+    current = ROOT / ".cache" / f"book-{source_hash()}"
+    for stale in (ROOT / ".cache").glob("book-*"):
+        if stale != current:
+            shutil.rmtree(stale, ignore_errors=True)
+    return current
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ import re
 import textwrap
 
 import pytest
+
 from conftest import jupyter_book
 
 CONFIG = """\
@@ -15,7 +16,17 @@ execute:
 only_build_toc_files: true
 """
 TOC = "format: jb-book\nroot: index\nchapters:\n  - file: chapter\n"
-FRONT = "---\njupytext:\n  text_representation:\n    format_name: myst\nkernelspec:\n  display_name: Python 3\n  language: python\n  name: python3\n---\n"
+FRONT = textwrap.dedent("""\
+    ---
+    jupytext:
+      text_representation:
+        format_name: myst
+    kernelspec:
+      display_name: Python 3
+      language: python
+      name: python3
+    ---
+    """)
 GOOD_CHAPTER = FRONT + textwrap.dedent("""
     (sec-good)=
     # Chapter

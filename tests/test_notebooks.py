@@ -103,7 +103,7 @@ def test_cell_ids_are_stable_and_local(book_root):
     page = book_root / "book" / "part1" / "demo.md"
     page.write_text(page.read_text().replace("x = 1 + 1", "x = 1 + 2"))
     changed = [c.id for c in export(book_root).cells]
-    assert sum(a != b for a, b in zip(ids, changed)) == 1
+    assert sum(a != b for a, b in zip(ids, changed, strict=True)) == 1
 
 
 def test_hidden_solutions_leave_no_trace(book_root):

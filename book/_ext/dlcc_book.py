@@ -19,9 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import notebooks  # noqa: E402  (the exporter next to this file)
-
 import dlcc
+import notebooks  # noqa: E402  (the exporter next to this file)
 
 SKIP_PAGES = {"genindex", "search", "index"}
 
@@ -73,6 +72,25 @@ def _hide_solution_cells(app, docname, source):
 
 def _is_notebook(app, pagename):
     return "kernelspec" in app.env.metadata.get(pagename, {})
+
+
+def _drop_thebe(app, pagename, templatename, context, doctree):
+    """Jupyter Book always loads sphinx-thebe, whose setup script then runs twice and throws
+    "THEBE_JS_URL has already been declared". Launching goes through Colab and Binder instead."""
+    def thebe(script):
+        text = f"{getattr(script, 'filename', script)} {getattr(script, 'attributes', {})}"
+        return "thebe" in text.lower()
+
+    context["script_files"] = [s for s in context.get("script_files", []) if not thebe(s)]
+    context["css_files"] = [s for s in context.get("css_files", []) if not thebe(s)]
+
+
+def _fix_bibliography_roles(app, pagename, templatename, context, doctree):
+    """docutils marks the bibliography ``role="list"`` but its entries are not list items,
+    which screen readers (and axe) reject; the entries keep their ``doc-biblioentry`` role."""
+    if "body" in context:
+        context["body"] = context["body"].replace('<div role="list" class="citation-list">',
+                                                  '<div class="citation-list">')
 
 
 def _rewrite_buttons(app, pagename, templatename, context, doctree):
@@ -168,6 +186,8 @@ def setup(app):
     app.connect("config-inited", _configure)
     app.connect("source-read", _hide_solution_cells)
     app.connect("html-page-context", _rewrite_buttons, priority=502)
+    app.connect("html-page-context", _drop_thebe)
+    app.connect("html-page-context", _fix_bibliography_roles)
     app.connect("html-page-context", _add_citation)
     app.connect("build-finished", _export_notebooks)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
