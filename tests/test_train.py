@@ -225,6 +225,8 @@ def test_auto_progress_follows_environment(monkeypatch):
     assert resolve_progress("auto") == "epoch"
     monkeypatch.setenv("DLCC_PROGRESS", "off")
     assert resolve_progress("auto") == "off"
+    monkeypatch.setenv("DLCC_PROGRESS", "auto")  # same as unset
+    assert resolve_progress("auto") == "epoch"
     monkeypatch.delenv("DLCC_PROGRESS")
     # pytest captures stderr, so it is not a terminal: a log file gets clean lines.
     assert resolve_progress("auto") == "epoch"

@@ -1,16 +1,45 @@
-"""The command line: ``python -m dlcc {doctor,train,evaluate}``."""
+"""The command line: ``python -m dlcc {doctor,train,evaluate}``.
+
+``train`` and ``evaluate`` are thin: they build a data set, a model from
+:data:`dlcc.models.MODELS` and an optimizer from the arguments, then call
+:func:`dlcc.train.fit` or :func:`dlcc.train.evaluate`. ``train`` runs unchanged under
+``torchrun`` (one process per GPU). torch is imported only inside the commands, so
+``doctor`` works, and says so, on a machine without PyTorch.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+DATASETS = ("digits", "mnist-small", "cells", "mnist", "fashion-mnist", "cifar10")
+MODEL_NAMES = "mlp, lenet5, smallcnn, smallcnn-dw, resnet, unet"  # dlcc.models.MODELS
+CELLS = {"train": 512, "val": 64, "test": 128, "size": 64}  # synthetic_cells sizes
+
+
+class Parser(argparse.ArgumentParser):
+    """Bad arguments give one line on stderr and exit code 2, not the whole usage text."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _number(kind, low, inclusive=True):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value < low or (value == low and not inclusive):
+            bound = ">=" if inclusive else ">"
+            raise argparse.ArgumentTypeError(f"must be {bound} {low}, got {text}")
+        return value
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m dlcc",
-        description="Deep Learning Crash Course tools.",
-    )
+    parser = Parser(prog="python -m dlcc", description="Deep Learning Crash Course tools.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     doctor = commands.add_parser(
         "doctor", help="check Python, PyTorch and the GPU; print a matmul speed",
@@ -18,16 +47,227 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--seconds", type=float, default=1.0,
                         help="time spent measuring matmul speed (0 to skip; default 1)")
+
+    train = commands.add_parser(
+        "train", help="train a model of the course on a data set",
+        description="Train a model with dlcc.train.fit and write last.pt, best.pt, "
+                    "metrics.csv, history.json and TensorBoard logs to --out. Runs on "
+                    "several GPUs when launched with torchrun.")
+    train.add_argument("--model", default=None,
+                       help=f"one of: {MODEL_NAMES} (default: smallcnn; unet for cells)")
+    train.add_argument("--data", choices=DATASETS, default="digits",
+                       help="data set (default: digits); mnist, fashion-mnist and cifar10 "
+                            "are downloaded once into the data cache")
+    train.add_argument("--epochs", type=_number(int, 1), default=10,
+                       help="passes over the training set (default: 10)")
+    train.add_argument("--batch-size", type=_number(int, 1), default=64,
+                       help="samples per batch and per process (default: 64)")
+    train.add_argument("--lr", type=_number(float, 0, inclusive=False), default=1e-3,
+                       help="learning rate; the peak rate for onecycle (default: 1e-3)")
+    train.add_argument("--optimizer", choices=("sgd", "momentum", "adam", "adamw"),
+                       default="adamw", help="momentum is SGD with Nesterov momentum 0.9 "
+                                             "(default: adamw)")
+    train.add_argument("--weight-decay", type=_number(float, 0), default=0.0,
+                       help="L2 penalty, decoupled for adamw (default: 0)")
+    train.add_argument("--scheduler", choices=("none", "step", "cosine", "onecycle"),
+                       default="none", help="step: x0.1 every third of the run; cosine: "
+                                            "anneal to 0; onecycle: warm up then anneal "
+                                            "(default: none)")
+    train.add_argument("--device", default="auto",
+                       help="cpu, cuda, cuda:1, mps or auto (default: auto)")
+    train.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default="auto",
+                       help="mixed precision; auto is bf16 or fp16 on CUDA, off elsewhere")
+    train.add_argument("--out", default=None,
+                       help="run directory (default: runs/DATA-MODEL)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from OUT/last.pt if it exists")
+    train.add_argument("--seed", type=int, default=0,
+                       help="seed for weights, data splits and shuffling (default: 0)")
+    train.add_argument("--workers", type=_number(int, 0), default=0,
+                       help="DataLoader worker processes (default: 0)")
+
+    evaluate = commands.add_parser(
+        "evaluate", help="measure a saved model on a data split",
+        description="Load a checkpoint written by `train` and print its loss and metrics.")
+    evaluate.add_argument("--checkpoint", required=True, help="path of best.pt or last.pt")
+    evaluate.add_argument("--data", choices=DATASETS, default=None,
+                          help="data set (default: the one the model was trained on)")
+    evaluate.add_argument("--split", choices=("train", "val", "test"), default="test",
+                          help="which split to measure (default: test)")
+    evaluate.add_argument("--batch-size", type=_number(int, 1), default=256,
+                          help="samples per batch (default: 256)")
+    evaluate.add_argument("--device", default="auto", help="as for train (default: auto)")
     return parser
 
 
+def load_data(name: str, seed: int):
+    """``(train, val, test, spec)`` for a data set name; ``spec`` describes the task."""
+    from dlcc import data
+
+    if name == "cells":
+        splits = [data.synthetic_cells(CELLS[s], CELLS["size"], seed=seed + i)
+                  for i, s in enumerate(("train", "val", "test"))]
+        return (*splits, {"task": "segmentation", "in_channels": 1, "num_classes": 1,
+                          "image_size": CELLS["size"]})
+    if name in ("digits", "mnist-small"):
+        train, val, test = (data.digits if name == "digits" else data.mnist_small)(seed=seed)
+    else:
+        loader = {"mnist": data.load_mnist, "fashion-mnist": data.load_fashion_mnist,
+                  "cifar10": data.load_cifar10}[name]
+        import torch
+
+        x, y = loader("train")
+        # Hold out 5,000 training images for validation; statistics from the rest only.
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+        fit_idx, val_idx = order[5000:], order[:5000]
+        mean, std = data.normalization_stats(x[fit_idx])
+        train = data.to_dataset(x[fit_idx], y[fit_idx], mean, std)
+        val = data.to_dataset(x[val_idx], y[val_idx], mean, std)
+        test = data.to_dataset(*loader("test"), mean, std)
+    images = train.tensors[0]
+    return train, val, test, {"task": "classification", "in_channels": images.shape[1],
+                              "num_classes": 10, "image_size": images.shape[-1]}
+
+
+def task_functions(task: str):
+    """Loss function and metrics for a task."""
+    from torch.nn import functional as F
+
+    from dlcc import metrics
+
+    if task == "segmentation":
+        return metrics.DiceBCELoss(), {"dice": metrics.dice, "iou": metrics.iou}
+    return F.cross_entropy, {"accuracy": metrics.accuracy}
+
+
+def build(name: str | None, spec: dict):
+    """The model ``name`` for the task in ``spec`` (``None``: the default for the task)."""
+    from dlcc.models import MODELS, build_model
+
+    segmentation = spec["task"] == "segmentation"
+    name = name or ("unet" if segmentation else "smallcnn")
+    if name in MODELS and (name == "unet") != segmentation:
+        wanted = "--model unet" if segmentation else "a classifier, not unet"
+        raise ValueError(f"model {name!r} does not fit a {spec['task']} data set: use {wanted}")
+    return name, build_model(name, in_channels=spec["in_channels"],
+                             num_classes=spec["num_classes"], image_size=spec["image_size"])
+
+
+def make_optimizer(args, parameters):
+    import torch
+
+    if args.optimizer in ("sgd", "momentum"):
+        momentum = 0.9 if args.optimizer == "momentum" else 0.0
+        return torch.optim.SGD(parameters, lr=args.lr, momentum=momentum,
+                               nesterov=momentum > 0, weight_decay=args.weight_decay)
+    kind = torch.optim.Adam if args.optimizer == "adam" else torch.optim.AdamW
+    return kind(parameters, lr=args.lr, weight_decay=args.weight_decay)
+
+
+def make_scheduler(args, optimizer, steps_per_epoch: int):
+    from torch.optim import lr_scheduler
+
+    if args.scheduler == "step":
+        return lr_scheduler.StepLR(optimizer, step_size=max(1, args.epochs // 3), gamma=0.1)
+    if args.scheduler == "cosine":
+        return lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
+    if args.scheduler == "onecycle":  # fit steps it per batch
+        return lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr,
+                                       total_steps=args.epochs * steps_per_epoch)
+    return None
+
+
+def train_command(args) -> int:
+    from dlcc import distributed
+    from dlcc.data import make_loader
+    from dlcc.train import fit, get_device, seed_everything
+
+    if "RANK" in os.environ:  # launched by torchrun: each process takes its local GPU
+        device = distributed.init_distributed()
+    else:
+        device = get_device(args.device)
+    seed_everything(args.seed)
+    train, val, _, spec = load_data(args.data, args.seed)
+    name, model = build(args.model, spec)
+    out = args.out or f"runs/{args.data}-{name}"
+    sampler = distributed.distributed_sampler(train, shuffle=True, seed=args.seed)
+    train_loader = make_loader(train, args.batch_size, shuffle=sampler is None, device=device,
+                               num_workers=args.workers, seed=args.seed, sampler=sampler)
+    val_loader = make_loader(val, args.batch_size, shuffle=False, device=device,
+                             num_workers=args.workers,
+                             sampler=distributed.distributed_sampler(val, shuffle=False))
+    model = distributed.wrap_model(model, device)
+    optimizer = make_optimizer(args, model.parameters())
+    loss_fn, metrics = task_functions(spec["task"])
+    monitor = "val_dice" if spec["task"] == "segmentation" else "val_accuracy"
+    config = {**{k: v for k, v in vars(args).items() if k != "func"}, "model": name,
+              "out": out, **spec}
+    history = fit(model, train_loader, val_loader, loss_fn=loss_fn, optimizer=optimizer,
+                  epochs=args.epochs, scheduler=make_scheduler(args, optimizer,
+                                                               len(train_loader)),
+                  metrics=metrics, device=device, amp=args.amp, checkpoint_dir=out,
+                  resume=args.resume, monitor=monitor, config=config)
+    if distributed.is_main_process() and history.best is not None:
+        best = history.best
+        print(f"best epoch {best['epoch']}: {monitor} {best[monitor]:.4f}; "
+              f"checkpoints and logs in {out}")
+    distributed.cleanup()
+    return 0
+
+
+def evaluate_command(args) -> int:
+    from dlcc.data import make_loader
+    from dlcc.train import evaluate, get_device, load_checkpoint
+
+    device = get_device(args.device)
+    state = load_checkpoint(args.checkpoint)
+    config = state.get("config") or {}
+    if "model" not in config or "data" not in config:
+        raise ValueError(f"{args.checkpoint} was not written by `python -m dlcc train` "
+                         "(its config lacks the model and data names)")
+    data_name = args.data or config["data"]
+    splits = load_data(data_name, config.get("seed", 0))
+    spec = splits[3]
+    _, model = build(config["model"], spec)
+    model.load_state_dict(state["model"])
+    dataset = splits[("train", "val", "test").index(args.split)]
+    loss_fn, metrics = task_functions(spec["task"])
+    result = evaluate(model, make_loader(dataset, args.batch_size, shuffle=False, device=device),
+                      loss_fn=loss_fn, metrics=metrics, device=device)
+    print(f"checkpoint  {args.checkpoint} ({config['model']}, epoch {state['epoch']})")
+    print(f"data        {data_name}, {args.split} split ({len(dataset):,} images)")
+    for key, value in result.items():
+        print(f"{key:<11} {value:.4f}")
+    return 0
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input, not a bug: reported in one line, exit code 2."""
+    errors: list[type[BaseException]] = [ValueError, FileNotFoundError]
+    data = sys.modules.get("dlcc.data")
+    if data is not None:
+        errors.append(data.DownloadError)
+    return tuple(errors)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "doctor":
         from dlcc import doctor
 
         return doctor.main(seconds=args.seconds)
-    raise AssertionError(f"unhandled command {args.command}")
+    command = {"train": train_command, "evaluate": evaluate_command}[args.command]
+    try:
+        return command(args)
+    except FloatingPointError as error:  # dlcc.train.NonFiniteLossError: the run diverged
+        print(f"{parser.prog} {args.command}: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:
+        if not isinstance(error, _user_errors()):
+            raise
+        print(f"{parser.prog} {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

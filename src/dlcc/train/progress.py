@@ -31,9 +31,10 @@ def resolve_progress(progress: str) -> str:
     terminal or inside a notebook, else ``"epoch"``.
     """
     if progress == "auto":
-        progress = os.environ.get("DLCC_PROGRESS", "").strip().lower() or (
-            "bar" if sys.stderr.isatty() or _in_live_notebook() else "epoch")
-    if progress not in PROGRESS_MODES or progress == "auto":
+        progress = os.environ.get("DLCC_PROGRESS", "").strip().lower() or "auto"
+    if progress == "auto":
+        progress = "bar" if sys.stderr.isatty() or _in_live_notebook() else "epoch"
+    if progress not in PROGRESS_MODES:
         raise ValueError(f"progress must be one of {PROGRESS_MODES}, got {progress!r}")
     return progress
 

@@ -1,0 +1,141 @@
+"""python -m dlcc train / evaluate / doctor: in-process through main(), and once for real."""
+
+import os
+import subprocess
+import sys
+
+import pooch
+import pytest
+import torch
+
+from dlcc.cli import build_parser, load_data, main
+from dlcc.models import MODELS
+from dlcc.train import load_checkpoint
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def cli(*args) -> int:
+    """main()'s exit code, whether it returns it or argparse raises SystemExit."""
+    try:
+        return main([str(a) for a in args])
+    except SystemExit as done:
+        return done.code
+
+
+def train(out, *extra):
+    return cli("train", "--data", "digits", "--model", "mlp", "--batch-size", 128,
+               "--device", "cpu", "--out", out, *extra)
+
+
+def test_train_writes_run_directory_and_evaluate_reads_it(tmp_path, capsys):
+    assert train(tmp_path, "--epochs", 2) == 0
+    out = capsys.readouterr().out
+    assert "best epoch" in out and str(tmp_path) in out
+    assert {"last.pt", "best.pt", "metrics.csv", "history.json"} <= {
+        p.name for p in tmp_path.iterdir()}
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 1 + 2
+    config = load_checkpoint(tmp_path / "last.pt")["config"]
+    assert (config["model"], config["data"], config["task"]) == ("mlp", "digits",
+                                                                 "classification")
+
+    assert cli("evaluate", "--checkpoint", tmp_path / "best.pt", "--device", "cpu") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("data        digits, test split")
+    accuracy = float(next(line for line in lines if line.startswith("accuracy")).split()[1])
+    assert accuracy > 0.85
+
+
+def test_resume_continues_the_run(tmp_path, capsys):
+    assert train(tmp_path, "--epochs", 1) == 0
+    assert train(tmp_path, "--epochs", 2, "--resume") == 0
+    out = capsys.readouterr().out
+    assert out.count("epoch 1/") == 1 and out.count("epoch 2/2") == 1
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 2
+
+
+@pytest.mark.parametrize("optimizer,scheduler", [("sgd", "step"), ("momentum", "cosine"),
+                                                 ("adam", "onecycle"), ("adamw", "none")])
+def test_every_optimizer_and_scheduler(tmp_path, optimizer, scheduler):
+    assert train(tmp_path, "--epochs", 2, "--optimizer", optimizer, "--scheduler", scheduler,
+                 "--lr", 0.05 if optimizer in ("sgd", "momentum") else 3e-3,
+                 "--weight-decay", 1e-4, "--amp", "off") == 0
+    history = load_checkpoint(tmp_path / "last.pt")["history"]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+
+
+BAD = {
+    "unknown model": (["train", "--model", "transformer"], "unknown model 'transformer'"),
+    "negative epochs": (["train", "--epochs", "-3"], "--epochs: must be >= 1, got -3"),
+    "zero lr": (["train", "--lr", "0"], "--lr: must be > 0"),
+    "unknown data": (["train", "--data", "imagenet"], "invalid choice: 'imagenet'"),
+    "missing checkpoint": (["evaluate", "--checkpoint", "no/such/best.pt"],
+                           "checkpoint file not found: no/such/best.pt"),
+    "model for the wrong task": (["train", "--data", "cells", "--model", "mlp"],
+                                 "use --model unet"),
+    "missing GPU": (["train", "--device", "cuda:7"], "cuda:7"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_arguments_give_one_line_and_exit_code_2(case, tmp_path, capsys):
+    args, message = BAD[case]
+    assert cli(*args, *(["--out", tmp_path] if args[0] == "train" else [])) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and message in err, err
+    assert "Traceback" not in out + err
+
+
+def test_data_set_needing_internet_fails_cleanly_offline(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DLCC_DATA", str(tmp_path / "cache"))
+    monkeypatch.setenv("DLCC_DATA_URL", "http://127.0.0.1:9")  # nothing listens on port 9
+    # pooch announces each download on its own logger, whose handler may hold a stream that
+    # an earlier test captured; only our error line is under test here.
+    monkeypatch.setattr(pooch.get_logger(), "disabled", True)
+    assert cli("train", "--data", "mnist", "--out", tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "could not download" in err
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "doctor"])
+def test_help_lists_every_option(command, capsys):
+    assert cli(command, "--help") == 0
+    text = capsys.readouterr().out
+    subparser = build_parser()._subparsers._group_actions[0].choices[command]
+    for action in subparser._actions:
+        for flag in action.option_strings:
+            assert flag in text
+    if command == "train":
+        assert all(name in text for name in MODELS)
+
+
+def test_doctor_still_works(capsys):
+    assert cli("doctor", "--seconds", 0) in (0, 1)
+    assert "device" in capsys.readouterr().out
+
+
+def test_cells_data_is_a_segmentation_task():
+    train, val, test, spec = load_data("cells", seed=0)
+    assert spec == {"task": "segmentation", "in_channels": 1, "num_classes": 1,
+                    "image_size": 64}
+    images, masks = train.tensors
+    assert images.shape[1:] == masks.shape[1:] == (1, 64, 64)
+    assert not torch.equal(train.tensors[0][:8], test.tensors[0][:8])  # different seeds
+
+
+def test_python_dash_m_dlcc_train_in_a_subprocess(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DLCC_PROGRESS": "auto"}
+    proc = subprocess.run([sys.executable, "-m", "dlcc", "train", "--data", "digits",
+                           "--model", "smallcnn", "--epochs", "1", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # Not a terminal: "auto" progress prints clean lines, not a redrawn bar.
+    assert proc.stdout.startswith("epoch 1/1") and "\r" not in proc.stdout + proc.stderr
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 2
