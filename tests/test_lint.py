@@ -11,8 +11,9 @@ from conftest import ROOT
 
 
 def test_ruff():
-    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "src", "tests", "benchmarks",
-                           "book/_ext"], cwd=ROOT, capture_output=True, text=True)
+    paths = ["src", "tests", "benchmarks", "scripts", "book/_ext"]
+    proc = subprocess.run([sys.executable, "-m", "ruff", "check", *paths],
+                          cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
