@@ -201,3 +201,14 @@ def test_batchnorm_forward_by_hand():
     np.testing.assert_allclose(out, [[-1.0], [3.0]])  # mean 2, std 1, then 2 * x_hat + 1
     np.testing.assert_allclose(state["running_mean"], [0.2])  # 0.9 * 0 + 0.1 * 2
     np.testing.assert_allclose(state["running_var"], [1.1])  # 0.9 * 1 + 0.1 * 2 (unbiased)
+
+
+def test_linear_backward_can_skip_the_input_gradient():
+    x, w, b = make_inputs("linear")
+    _, cache = layers.linear_forward(x, w, b)
+    dout = np.ones((4, 3))
+    dx, dw, db = layers.linear_backward(dout, cache, need_dx=False)
+    full = layers.linear_backward(dout, cache)
+    assert dx is None
+    np.testing.assert_array_equal(dw, full[1])
+    np.testing.assert_array_equal(db, full[2])

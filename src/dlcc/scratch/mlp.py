@@ -100,8 +100,9 @@ class MLP:
             dout = dlogits[:, None]  # (N,) -> (N, 1), the shape of the logits
         else:
             loss, dout = layers.softmax_cross_entropy(logits, y)
-        weights = [self.params[f"W{i}"] for i in range(1, self.num_layers + 1)]
-        loss += 0.5 * self.l2 * sum(float(np.sum(w * w)) for w in weights)
+        if self.l2:
+            weights = [self.params[f"W{i}"] for i in range(1, self.num_layers + 1)]
+            loss += 0.5 * self.l2 * sum(float(np.sum(w * w)) for w in weights)
 
         # --- backward pass ---
         _, act_backward = ACTIVATIONS[self.activation]
@@ -111,8 +112,9 @@ class MLP:
             if act_cache is not None:
                 # Through the nonlinearity: multiply by its local derivative.
                 dout = act_backward(dout, act_cache)
-            # Through out = h @ W + b: dW = h^T dout, db = sum of dout, dh = dout W^T.
-            dout, dw, db = layers.linear_backward(dout, linear_cache)
+            # Through out = h @ W + b: dW = h^T dout, db = sum of dout, dh = dout W^T
+            # (not needed for layer 1, whose input h is the data).
+            dout, dw, db = layers.linear_backward(dout, linear_cache, need_dx=i > 1)
             # The penalty 0.5 * l2 * ||W||^2 adds l2 * W to the weight gradient.
             grads[f"W{i}"] = dw + self.l2 * self.params[f"W{i}"]
             grads[f"b{i}"] = db
