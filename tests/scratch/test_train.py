@@ -47,6 +47,14 @@ def test_fit_applies_the_schedule_every_step_and_skips_val_when_absent(digits):
     assert "val_loss" not in history[0] and "val_acc" not in history[0]
 
 
+def test_fit_verbose_prints_one_line_per_epoch(digits, capsys):
+    model = MLP([64, 10], dtype=np.float32)
+    train.fit(model, optim.SGD(0.1), digits.x_val, digits.y_val, epochs=2, batch_size=64,
+              verbose=True)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[1].startswith("epoch 2 train_loss ")
+
+
 def test_overfit_one_batch_reaches_full_accuracy(digits):
     model = MLP([64, 64, 10], seed=0)
     x, y = digits.x_train[:20].astype(np.float64), digits.y_train[:20]

@@ -33,7 +33,8 @@ def finite(name: str, a: np.ndarray) -> None:
     """Raise ``ValueError`` if ``a`` holds NaN or infinity (a diverged run, usually)."""
     if not np.all(np.isfinite(a)):
         what = "NaN" if np.isnan(a).any() else "infinite values"
-        raise ValueError(f"{name} contain {what}")
+        verb = "contain" if name.endswith("s") else "contains"  # "logits contain", "pred contains"
+        raise ValueError(f"{name} {verb} {what}")
 
 
 def labels(y: object, n: int, num_classes: int) -> np.ndarray:

@@ -132,6 +132,7 @@ def mse_loss(pred: np.ndarray, target: np.ndarray):
     _checks.float_array("target", target)
     _checks.same_shape("pred", pred, "target", target)
     _checks.finite("pred", pred)
+    _checks.finite("target", target)
     diff = pred - target
     return float(np.mean(diff * diff)), 2 * diff / diff.size
 
