@@ -55,7 +55,7 @@ def relu_backward(dout: np.ndarray, cache) -> np.ndarray:
 def sigmoid_forward(x: np.ndarray):
     """1 / (1 + exp(-x)) element-wise; cache is the output."""
     # exp(-log(1 + exp(-x))) never overflows: logaddexp does the log-sum-exp trick for us.
-    out = np.exp(-np.logaddexp(0, -_checks.float_array("x", x))).astype(x.dtype, copy=False)
+    out = np.exp(-np.logaddexp(0, -_checks.float_array("x", x)))
     return out, out
 
 
@@ -123,7 +123,7 @@ def binary_cross_entropy_with_logits(logits: np.ndarray, y: np.ndarray):
     # log(1 + exp(z)) - z y, rewritten with |z| so that exp never overflows.
     losses = np.maximum(logits, 0) - logits * y + np.log1p(np.exp(-np.abs(logits)))
     probs = np.exp(-np.logaddexp(0, -logits))
-    return float(losses.mean()), ((probs - y) / logits.size).astype(logits.dtype, copy=False)
+    return float(losses.mean()), (probs - y) / logits.size
 
 
 def mse_loss(pred: np.ndarray, target: np.ndarray):
