@@ -1,0 +1,519 @@
+"""Course facts from one data file, checked when the book builds and rendered into its pages.
+
+An instructor preparing a new offering edits ``book/_data/course.yml`` (offering name and
+dates, meeting times and places, instructors, contact, lectures, assignments, the weekly
+schedule) and nothing else. This extension:
+
+- reads and checks the file at ``config-inited``: a missing field, a date that is not
+  ``YYYY-MM-DD``, a lecture on the wrong weekday, dates out of order or an assignment released
+  outside the offering stop the build with a ``ConfigError`` that names the file and the field;
+- registers MyST substitutions, ``{{ course_name }}``, ``{{ course_lecture_time }}`` and so on
+  (see :func:`substitutions`), for facts used in running text;
+- adds directives that render the lists and tables: ``course-lectures`` (``:part: 1``),
+  ``course-schedule`` (``:part: 1``), ``course-assignments`` and ``course-instructors``.
+
+Links to chapters are ``{doc}`` cross-references. In a partial build (``scripts/build_pages.py``)
+a chapter that the real ``_toc.yml`` lists but the build left out is shown as plain text
+instead of a warning; in the full build every such link must resolve.
+
+The file path can be changed with the Sphinx option ``course_data_file`` (relative to the book).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import posixpath
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from docutils import nodes
+from docutils.parsers.rst import directives
+from docutils.statemachine import StringList
+from sphinx.errors import ConfigError
+from sphinx.util.docutils import SphinxDirective
+
+DEFAULT_FILE = "book/_data/course.yml"
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+NO_LECTURE = "none"
+
+
+class CourseDataError(ValueError):
+    """The data file is unreadable or wrong; ``problems`` lists each one as 'field: what'."""
+
+    def __init__(self, path: str, problems: list[str]):
+        self.path, self.problems = path, problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        noun = "problem" if len(problems) == 1 else "problems"
+        super().__init__(f"{path}: {len(problems)} {noun} in the course data file:\n{lines}")
+
+
+class _Loader(yaml.SafeLoader):
+    """A YAML loader that keeps dates as text, so that a bad date is reported by field name
+    instead of failing inside the YAML parser."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+# --- Reading and checking ----------------------------------------------------------------------
+
+
+class _Checker:
+    def __init__(self):
+        self.problems: list[str] = []
+
+    def fail(self, where: str, what: str) -> None:
+        self.problems.append(f"{where}: {what}")
+
+    def mapping(self, data: Any, where: str) -> dict:
+        if not isinstance(data, dict):
+            self.fail(where, "missing" if data is None else "expected a mapping of fields")
+            return {}
+        return data
+
+    def items(self, data: dict, key: str, where: str) -> list:
+        value = data.get(key)
+        if not isinstance(value, list) or not value:
+            self.fail(f"{where}{key}", "missing" if value is None else "expected a non-empty list")
+            return []
+        return value
+
+    def text(self, data: dict, key: str, where: str, optional: bool = False) -> str | None:
+        value = data.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if not optional:
+                self.fail(f"{where}{key}", "missing")
+            return None
+        if isinstance(value, (dict, list)):
+            self.fail(f"{where}{key}", "expected a single value")
+            return None
+        return str(value).strip()
+
+    def integer(self, data: dict, key: str, where: str) -> int | None:
+        value = data.get(key)
+        if value is None:
+            self.fail(f"{where}{key}", "missing")
+        elif isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            self.fail(f"{where}{key}", f"expected a positive whole number, got {value!r}")
+        else:
+            return value
+        return None
+
+    def date(self, data: dict, key: str, where: str) -> dt.date | None:
+        value = self.text(data, key, where)
+        if value is None:
+            return None
+        try:
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+                raise ValueError
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            self.fail(f"{where}{key}", f"{value!r} is not a date in YYYY-MM-DD form")
+            return None
+
+    def weekday(self, data: dict, key: str, where: str) -> str | None:
+        value = self.text(data, key, where)
+        if value is not None and value.capitalize() not in WEEKDAYS:
+            self.fail(f"{where}{key}", f"{value!r} is not a day of the week")
+            return None
+        return value.capitalize() if value else None
+
+
+def _next_weekday(day: dt.date, weekday: str) -> dt.date:
+    """The first ``weekday`` on or after ``day``."""
+    return day + dt.timedelta(days=(WEEKDAYS.index(weekday) - day.weekday()) % 7)
+
+
+def load(path: Path, root: Path | None = None) -> dict:
+    """Read and check the course data file; raise :class:`CourseDataError` listing every problem.
+
+    ``root`` is the book's folder, used to check that each ``page`` exists (skipped if None).
+    Returns the data with dates as :class:`datetime.date`, lectures as a dict by id, and each
+    schedule row completed with its week number, part and office-hour date.
+    """
+    name = str(path)
+    try:
+        raw = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_Loader)
+    except OSError as exc:
+        raise CourseDataError(name, [f"(file): cannot be read ({exc.strerror})"]) from None
+    except yaml.YAMLError as exc:
+        raise CourseDataError(name, [f"(file): not valid YAML: {exc}"]) from None
+    c = _Checker()
+    raw = c.mapping(raw, "(file)")
+
+    offering = c.mapping(raw.get("offering"), "offering")
+    course: dict[str, Any] = {"offering": {
+        "name": c.text(offering, "name", "offering."),
+        "description": c.text(offering, "description", "offering.", optional=True),
+        "start": c.date(offering, "start", "offering."),
+        "end": c.date(offering, "end", "offering."),
+        "timezone": c.text(offering, "timezone", "offering."),
+        "registration": c.text(offering, "registration", "offering.", optional=True),
+    }}
+    start, end = course["offering"]["start"], course["offering"]["end"]
+    if start and end and end < start:
+        c.fail("offering.end", f"{end} is before offering.start {start}")
+
+    meetings = c.mapping(raw.get("meetings"), "meetings")
+    course["meetings"] = {}
+    for kind in ("lecture", "office_hour"):
+        where = f"meetings.{kind}."
+        block = c.mapping(meetings.get(kind), where[:-1])
+        course["meetings"][kind] = {
+            "day": c.weekday(block, "day", where),
+            "time": c.text(block, "time", where),
+            "minutes": c.integer(block, "minutes", where),
+            "place": c.text(block, "place", where),
+        }
+
+    course["instructors"] = []
+    for i, person in enumerate(c.items(raw, "instructors", "")):
+        where = f"instructors[{i}]."
+        person = c.mapping(person, where[:-1])
+        course["instructors"].append({"name": c.text(person, "name", where),
+                                      "role": c.text(person, "role", where),
+                                      "email": c.text(person, "email", where, optional=True)})
+
+    contact = c.mapping(raw.get("contact"), "contact")
+    course["contact"] = {"email": c.text(contact, "email", "contact."),
+                         "questions": c.text(contact, "questions", "contact."),
+                         "issues": c.text(contact, "issues", "contact.", optional=True)}
+
+    origin = c.mapping(raw.get("origin"), "origin")
+    course["origin"] = {key: c.text(origin, key, "origin.")
+                        for key in ("creator", "institution", "website", "offerings")}
+
+    lectures: dict[str, dict] = {}
+    for i, item in enumerate(c.items(raw, "lectures", "")):
+        where = f"lectures[{i}]."
+        item = c.mapping(item, where[:-1])
+        lecture = {"id": c.text(item, "id", where), "title": c.text(item, "title", where),
+                   "page": c.text(item, "page", where), "part": c.integer(item, "part", where)}
+        if lecture["part"] is not None and lecture["part"] not in (1, 2):
+            c.fail(f"{where}part", f"expected 1 or 2, got {lecture['part']}")
+        if lecture["id"] in lectures:
+            c.fail(f"{where}id", f"{lecture['id']!r} is used twice")
+        if lecture["id"] == NO_LECTURE:
+            c.fail(f"{where}id", f"{NO_LECTURE!r} is reserved for weeks without a lecture")
+        _check_page(c, root, lecture["page"], f"{where}page")
+        if lecture["id"]:
+            lectures[lecture["id"]] = lecture
+    course["lectures"] = lectures
+
+    lecture_day = course["meetings"]["lecture"]["day"]
+    office_day = course["meetings"]["office_hour"]["day"]
+    schedule, lecture_dates, previous, part = [], {}, None, 1
+    for i, item in enumerate(c.items(raw, "schedule", "")):
+        where = f"schedule[{i}]."
+        item = c.mapping(item, where[:-1])
+        date = c.date(item, "date", where)
+        lecture_id = c.text(item, "lecture", where)
+        row = {"week": i + 1, "date": date, "lecture": None,
+               "note": c.text(item, "note", where, optional=True),
+               "office_hour": c.text(item, "office_hour", where), "office_hour_date": None}
+        if lecture_id == NO_LECTURE:
+            if row["note"] is None:
+                c.fail(f"{where}note", "missing (say why there is no lecture that week)")
+        elif lecture_id is not None:
+            if lecture_id not in lectures:
+                c.fail(f"{where}lecture", f"{lecture_id!r} is not the id of any entry in "
+                                          f"lectures (or {NO_LECTURE!r})")
+            elif lecture_id in lecture_dates:
+                c.fail(f"{where}lecture", f"{lecture_id!r} is scheduled twice")
+            else:
+                row["lecture"] = lectures[lecture_id]
+                part = lectures[lecture_id]["part"] or part
+        row["part"] = part
+        if row["office_hour"] == NO_LECTURE:
+            row["office_hour"] = None
+        if date is not None:
+            if lecture_day and date.strftime("%A") != lecture_day:
+                c.fail(f"{where}date", f"{date} is a {date:%A}, not a {lecture_day} "
+                                       "(meetings.lecture.day)")
+            if previous is not None and date <= previous:
+                c.fail(f"{where}date", f"{date} is not after the previous week's {previous}")
+            if start and end and not start <= date <= end:
+                c.fail(f"{where}date", f"{date} is outside the offering ({start} to {end})")
+            if office_day:
+                row["office_hour_date"] = _next_weekday(date, office_day)
+                if end and row["office_hour"] and row["office_hour_date"] > end:
+                    c.fail(f"{where}office_hour", f"{row['office_hour_date']} is after "
+                                                  f"offering.end {end}")
+            if row["lecture"]:
+                lecture_dates[lecture_id] = date
+            previous = date
+        schedule.append(row)
+    scheduled = {item.get("lecture") for item in raw.get("schedule") or []
+                 if isinstance(item, dict)}
+    for lecture_id in lectures:
+        if lecture_id not in scheduled:
+            c.fail("schedule", f"lecture {lecture_id!r} is never scheduled")
+    course["schedule"] = schedule
+
+    course["assignments"] = []
+    for i, item in enumerate(c.items(raw, "assignments", "")):
+        where = f"assignments[{i}]."
+        item = c.mapping(item, where[:-1])
+        task = {key: c.text(item, key, where) for key in ("id", "title", "page", "after")}
+        task["release"] = c.date(item, "release", where)
+        task["solutions"] = c.date(item, "solutions", where)
+        _check_page(c, root, task["page"], f"{where}page")
+        after = lecture_dates.get(task["after"])
+        if task["after"] and task["after"] not in lectures:
+            c.fail(f"{where}after", f"{task['after']!r} is not the id of any entry in lectures")
+        for key in ("release", "solutions"):
+            day = task[key]
+            if day and start and end and not start <= day <= end:
+                c.fail(f"{where}{key}", f"{day} is outside the offering ({start} to {end})")
+        if task["release"] and after and task["release"] < after:
+            c.fail(f"{where}release", f"{task['release']} is before lecture {task['after']} "
+                                      f"({after})")
+        if task["release"] and task["solutions"] and task["solutions"] <= task["release"]:
+            c.fail(f"{where}solutions", f"{task['solutions']} is not after the release "
+                                        f"{task['release']}")
+        course["assignments"].append(task)
+    releases = [t["release"] for t in course["assignments"] if t["release"]]
+    if releases != sorted(releases):
+        c.fail("assignments", "release dates are not in order")
+
+    if c.problems:
+        raise CourseDataError(name, c.problems)
+    return course
+
+
+def _check_page(c: _Checker, root: Path | None, page: str | None, where: str) -> None:
+    if root is not None and page is not None and not (root / f"{page}.md").is_file():
+        c.fail(where, f"{page}.md does not exist")
+
+
+# --- Formatting --------------------------------------------------------------------------------
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|{}#$])")
+
+
+def escape(text: str) -> str:
+    """Text shown as written in Markdown (placeholders such as <room> included)."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def day_month(day: dt.date, year: bool = False) -> str:
+    return f"{day:%a} {day.day} {day:%b}" + (f" {day.year}" if year else "")
+
+
+def long_date(day: dt.date) -> str:
+    return f"{day:%A} {day.day} {day:%B} {day.year}"
+
+
+def _span(days: list[dt.date]) -> str:
+    first, last = min(days), max(days)
+    if first.year == last.year:
+        return f"{first.day} {first:%B} to {last.day} {last:%B} {last.year}"
+    return f"{first.day} {first:%B} {first.year} to {last.day} {last:%B} {last.year}"
+
+
+def _url(value: str | None) -> str:
+    if value and re.match(r"https?://\S+$", value):
+        return f"<{value}>"
+    return escape(value or "")
+
+
+def substitutions(course: dict) -> dict[str, str]:
+    """MyST substitutions for running text, as Markdown. All names start with ``course_``."""
+    offering, meetings = course["offering"], course["meetings"]
+    subs = {
+        "course_name": escape(offering["name"]),
+        "course_description": escape(offering["description"] or ""),
+        "course_start": long_date(offering["start"]),
+        "course_end": long_date(offering["end"]),
+        "course_timezone": escape(offering["timezone"]),
+        "course_registration": _url(offering["registration"]),
+        "course_email": escape(course["contact"]["email"]),
+        "course_questions": _url(course["contact"]["questions"]),
+        "course_issues": _url(course["contact"]["issues"]),
+        "course_creator": escape(course["origin"]["creator"]),
+        "course_origin_institution": escape(course["origin"]["institution"]),
+        "course_origin_website": _url(course["origin"]["website"]),
+        "course_origin_offerings": escape(course["origin"]["offerings"]),
+    }
+    for kind in ("lecture", "office_hour"):
+        meeting = meetings[kind]
+        subs[f"course_{kind}_day"] = meeting["day"]
+        subs[f"course_{kind}_time"] = escape(meeting["time"])
+        subs[f"course_{kind}_minutes"] = str(meeting["minutes"])
+        subs[f"course_{kind}_place"] = escape(meeting["place"])
+    for part in (1, 2):
+        days = [row["date"] for row in course["schedule"] if row["part"] == part]
+        days += [row["office_hour_date"] for row in course["schedule"]
+                 if row["part"] == part and row["office_hour"]]
+        subs[f"course_part{part}_dates"] = _span(days) if days else "to be announced"
+        subs[f"course_part{part}_lectures"] = str(sum(
+            1 for lecture in course["lectures"].values() if lecture["part"] == part))
+    return subs
+
+
+# --- Sphinx ------------------------------------------------------------------------------------
+
+
+def _toc_pages(root: Path) -> set[str]:
+    """Every page the real ``_toc.yml`` lists (docnames)."""
+    toc = root / "_toc.yml"
+    if not toc.is_file():
+        return set()
+    found: set[str] = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("file", "root") and isinstance(value, str):
+                    found.add(value.removesuffix(".md"))
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(yaml.safe_load(toc.read_text(encoding="utf-8")))
+    return found
+
+
+def _read_course(app, config) -> None:
+    path = Path(app.confdir) / config.course_data_file
+    try:
+        course = load(path, root=Path(app.confdir))
+    except CourseDataError as exc:
+        problems = "\n".join(f"  - {p}" for p in exc.problems)
+        raise ConfigError(f"{config.course_data_file}: the course data file is not valid "
+                          f"(fix these fields):\n{problems}") from None
+    app.course_data = course
+    app.course_data_path = path
+    app.course_toc_pages = _toc_pages(Path(app.confdir))
+    subs = dict(config.myst_substitutions or {})
+    for key, value in substitutions(course).items():
+        subs.setdefault(key, value)
+    config.myst_substitutions = subs
+
+
+def _leave_out_skipped_pages(app, env, node, contnode):
+    """In a partial build, a {doc} link to a chapter that the real book has but this build left
+    out becomes plain text instead of a warning. The full build never gets here for such links:
+    every page of ``_toc.yml`` is in it."""
+    if node.get("reftype") != "doc":
+        return None
+    target = node.get("reftarget", "")
+    refdoc = node.get("refdoc", "")
+    docname = posixpath.normpath(posixpath.join("/" + posixpath.dirname(refdoc), target))
+    docname = docname.lstrip("/").removesuffix(".md")
+    if docname in app.course_toc_pages and docname not in env.found_docs:
+        return contnode
+    return None
+
+
+class _CourseDirective(SphinxDirective):
+    """Renders Markdown built from the course data into the page."""
+
+    has_content = False
+    option_spec = {"part": directives.positive_int}
+
+    @property
+    def course(self) -> dict:
+        return self.env.app.course_data
+
+    def link(self, page: str, text: str) -> str:
+        if page in self.env.found_docs:
+            return f"{{doc}}`{text.replace('`', '')} </{page}>`"
+        return escape(text)
+
+    def markdown(self) -> list[str]:
+        raise NotImplementedError
+
+    def run(self) -> list[nodes.Node]:
+        self.env.note_dependency(str(self.env.app.course_data_path))
+        container = nodes.container(classes=["course-data", self.name.replace(":", "-")])
+        source = str(self.env.app.course_data_path)
+        self.state.nested_parse(StringList(self.markdown(), source=source),
+                                self.content_offset, container)
+        return [container]
+
+    def part(self) -> int | None:
+        return self.options.get("part")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell or " " for cell in row) + " |" for row in rows]
+    return lines
+
+
+class CourseLectures(_CourseDirective):
+    """A list of the lectures (of one part with ``:part:``), each linked to its chapter."""
+
+    def markdown(self) -> list[str]:
+        return [f"- **{lecture['id']}** {self.link(lecture['page'], lecture['title'])}"
+                for lecture in self.course["lectures"].values()
+                if self.part() in (None, lecture["part"])]
+
+
+class CourseSchedule(_CourseDirective):
+    """The week-by-week table: lecture, office hour, assignments released and walked through."""
+
+    def markdown(self) -> list[str]:
+        meetings = self.course["meetings"]
+        rows = []
+        for row in self.course["schedule"]:
+            if self.part() not in (None, row["part"]):
+                continue
+            lecture = row["lecture"]
+            what = (f"**{lecture['id']}** {self.link(lecture['page'], lecture['title'])}"
+                    if lecture else f"*{escape(row['note'] or 'No lecture')}*")
+            office = (f"{day_month(row['office_hour_date'])}: {escape(row['office_hour'])}"
+                      if row["office_hour"] else "*No office hour*")
+            events = []
+            for task in self.course["assignments"]:
+                for key, label in (("release", "released"), ("solutions", "solutions")):
+                    if task[key] and row["date"] <= task[key] < row["date"] + dt.timedelta(7):
+                        events.append(f"{self.link(task['page'], task['id'])} {label}")
+            rows.append([str(row["week"]), f"{day_month(row['date'])}: {what}", office,
+                         ", ".join(events)])
+        return _table(["Week", f"Lecture ({meetings['lecture']['day']})",
+                       f"Office hour ({meetings['office_hour']['day']})", "Assignments"], rows)
+
+
+class CourseAssignments(_CourseDirective):
+    """When each assignment is released and when its solutions are walked through."""
+
+    def markdown(self) -> list[str]:
+        lectures = self.course["lectures"]
+        rows = [[f"**{self.link(t['page'], t['id'])}** {escape(t['title'])}",
+                 f"{t['after']} {escape(lectures[t['after']]['title'])}",
+                 day_month(t["release"], year=True), day_month(t["solutions"], year=True)]
+                for t in self.course["assignments"]]
+        return _table(["Assignment", "After lecture", "Released", "Solutions walked through"],
+                      rows)
+
+
+class CourseInstructors(_CourseDirective):
+    """Who teaches the offering, with their roles."""
+
+    def markdown(self) -> list[str]:
+        lines = []
+        for person in self.course["instructors"]:
+            email = f" ({escape(person['email'])})" if person["email"] else ""
+            lines.append(f"- **{escape(person['name'])}**{email}: {escape(person['role'])}")
+        return lines
+
+
+def setup(app):
+    app.add_config_value("course_data_file", DEFAULT_FILE, "env", types=[str])
+    # Before myst-parser reads its configuration (builder-inited), so substitutions apply.
+    app.connect("config-inited", _read_course, priority=400)
+    app.connect("missing-reference", _leave_out_skipped_pages)
+    app.add_directive("course-lectures", CourseLectures)
+    app.add_directive("course-schedule", CourseSchedule)
+    app.add_directive("course-assignments", CourseAssignments)
+    app.add_directive("course-instructors", CourseInstructors)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
