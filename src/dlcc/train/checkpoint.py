@@ -71,10 +71,9 @@ def rng_state() -> dict[str, Any]:
     }
 
 
-def torch_rng_state() -> dict[str, Any]:
-    """Only torch's CPU and CUDA states: cheap enough to take after every training step."""
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+def torch_rng_state(cuda: bool) -> dict[str, Any]:
+    """Only torch's CPU (and, if ``cuda``, GPU) states: cheap enough to take every step."""
+    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if cuda else []}
 
 
 def set_rng_state(state: dict[str, Any]) -> None:

@@ -167,6 +167,7 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn, optimizer, 
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     main = is_main_process()
     generators = loader_generators(train_loader)
+    cuda = device.type == "cuda"
 
     # Where the loop starts: fresh, or the exact point where last.pt was written.
     start_epoch, step, best, bad_epochs, resumed = 0, 0, None, 0, None
@@ -247,7 +248,7 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn, optimizer, 
                 step, done = step + 1, done + 1
                 with torch.no_grad():
                     sums.add(loss_value, outputs.float(), y, metrics, len(x))
-                step_rng = torch_rng_state()
+                step_rng = torch_rng_state(cuda)
                 report.step(loss_value)
             train_seconds = time.perf_counter() - started
 
