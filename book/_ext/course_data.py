@@ -60,7 +60,7 @@ _Loader.yaml_implicit_resolvers = {
 }
 
 
-# --- Reading and checking ----------------------------------------------------------------------
+# --- Reading and checking ------------------------------------------------------------------------
 
 
 class _Checker:
@@ -291,7 +291,7 @@ def _check_page(c: _Checker, root: Path | None, page: str | None, where: str) ->
         c.fail(where, f"{page}.md does not exist")
 
 
-# --- Formatting --------------------------------------------------------------------------------
+# --- Formatting ----------------------------------------------------------------------------------
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|{}#$])")
 
@@ -356,7 +356,7 @@ def substitutions(course: dict) -> dict[str, str]:
     return subs
 
 
-# --- Sphinx ------------------------------------------------------------------------------------
+# --- Sphinx --------------------------------------------------------------------------------------
 
 
 def _toc_pages(root: Path) -> set[str]:

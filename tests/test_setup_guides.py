@@ -1,0 +1,462 @@
+"""The setup guides tell people to run real commands, on real files, with the output shown.
+
+Code blocks that a test checks are marked in the Markdown with a MyST comment line right above
+the fence, ``% test: NAME [flags]`` (comments are not rendered), so these tests read what the
+pages actually say. The POSIX install is run for real in a temporary folder: a new virtual
+environment, the library installed into it from a copy of this checkout, then the guide's
+verify step.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+from dlcc import cli, doctor
+
+ROOT = Path(__file__).resolve().parents[1]
+SETUP = ROOT / "book" / "setup"
+GUIDES = ("laptop", "windows", "linux-gpu-server", "ubuntu-gpu", "colab-binder")
+# Snippets each guide must keep marked, so that a removed marker cannot silently drop a check.
+REQUIRED = {
+    "laptop": {"install-posix", "verify", "doctor-output"},
+    "windows": {"install-windows", "pip-ini", "doctor-output"},
+    "linux-gpu-server": {"ssh-config", "server-venv", "torch-cuda", "torchrun", "doctor-output"},
+    "ubuntu-gpu": {"doctor-output"},
+    "colab-binder": {"doctor-output"},
+}
+MARK = re.compile(r"^\s*%\s*test:\s*(?P<name>[\w-]+)(?P<flags>(?:\s+[\w-]+)*)\s*$")
+FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
+DOCTOR_LABELS = ["Python", "numpy", "matplotlib", "torch", "dlcc", "device", "CUDA build",
+                 "matmul"]
+
+
+@dataclass
+class Snippet:
+    page: str
+    name: str
+    flags: tuple[str, ...]
+    language: str
+    text: str
+
+    @property
+    def lines(self) -> list[str]:
+        """Logical lines: continuations joined, blank lines and comments dropped."""
+        joined = self.text.replace("\\\n", " ")
+        return [line.strip() for line in joined.splitlines()
+                if line.strip() and not line.strip().startswith("#")]
+
+
+def read(page: str) -> str:
+    return (SETUP / f"{page}.md").read_text(encoding="utf-8")
+
+
+def snippets(page: str) -> list[Snippet]:
+    """Every marked fenced block of a guide, dedented (blocks inside list items are indented)."""
+    lines = read(page).splitlines()
+    found = []
+    for i, line in enumerate(lines):
+        mark = MARK.match(line)
+        if not mark:
+            continue
+        opener = FENCE.match(lines[i + 1]) if i + 1 < len(lines) else None
+        assert opener, f"{page}.md:{i + 1}: '% test:' must sit right above a code fence"
+        indent, fence = opener["indent"], opener["fence"]
+        body = []
+        for line in lines[i + 2:]:
+            if line.strip() == fence:
+                break
+            body.append(line[len(indent):] if line.startswith(indent) else line)
+        else:
+            raise AssertionError(f"{page}.md:{i + 2}: unclosed code fence")
+        found.append(Snippet(page, mark["name"], tuple(mark["flags"].split()),
+                             opener["info"].strip().strip("{}").split()[0],
+                             textwrap.dedent("\n".join(body)) + "\n"))
+    return found
+
+
+def snippet(page: str, name: str) -> Snippet:
+    matches = [s for s in snippets(page) if s.name == name]
+    assert len(matches) == 1, f"{page}.md: expected one snippet {name!r}, found {len(matches)}"
+    return matches[0]
+
+
+def all_snippets(name: str) -> list[Snippet]:
+    return [s for page in GUIDES for s in snippets(page) if s.name == name]
+
+
+def pins(path: Path) -> dict[str, str]:
+    """``name -> version`` for every ``name==version`` line of a requirements file."""
+    found = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        req = Requirement(line)
+        spec = next(iter(req.specifier), None)
+        if spec is not None and spec.operator == "==":
+            found[req.name.lower()] = spec.version
+    return found
+
+
+def h2_sections(page: str) -> list[tuple[str, str]]:
+    """``(heading, body)`` for each level-2 section, ignoring '#' lines inside code fences."""
+    sections, current, body, fence = [], None, [], None
+    for line in read(page).splitlines():
+        opener = FENCE.match(line)
+        if opener and (fence is None or opener["fence"] == fence):
+            fence = None if fence else opener["fence"]
+        if fence is None and line.startswith("## "):
+            if current:
+                sections.append((current, "\n".join(body)))
+            current, body = line[3:].strip(), []
+        else:
+            body.append(line)
+    sections.append((current, "\n".join(body)))
+    return sections
+
+
+# --- Structure -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", GUIDES)
+def test_guide_ends_with_verify_then_troubleshooting(page):
+    sections = h2_sections(page)
+    assert [title for title, _ in sections[-2:]] == ["Verify", "Troubleshooting"], page
+    verify = sections[-2][1]
+    assert re.search(r"\{doc\}`(?:[^`<]*<)?check>?`", verify), \
+        f"{page}: the Verify step must link the check page with {{doc}}"
+    assert "```text" in verify, f"{page}: the Verify step must show the expected output"
+    trouble = sections[-1][1]
+    assert len(re.findall(r"^: ", trouble, re.M)) >= 4, \
+        f"{page}: Troubleshooting should list the errors people hit (a definition list)"
+
+
+@pytest.mark.parametrize("page", GUIDES)
+def test_required_snippets_are_marked(page):
+    names = {s.name for s in snippets(page)}
+    assert REQUIRED[page] <= names, f"{page}: missing markers {REQUIRED[page] - names}"
+
+
+def test_guides_cover_the_errors_people_hit():
+    text = {page: read(page) for page in GUIDES}
+    assert "CERTIFICATE_VERIFY_FAILED" in text["windows"]
+    assert "SSLCertVerificationError" in text["windows"]
+    assert "ProxyError" in text["windows"]
+    for page in ("laptop", "windows"):
+        assert "Select Interpreter" in text[page] and "sys.executable" in text[page], page
+    for page in ("linux-gpu-server", "ubuntu-gpu"):
+        assert "CPU-only torch" in text[page] and "CUDA out of memory" in text[page], page
+    assert "CUDA_VISIBLE_DEVICES" in text["linux-gpu-server"]
+    assert "someone else" in text["linux-gpu-server"]
+
+
+def test_no_internal_host_names():
+    """Server names are placeholders: nothing that looks like a real NIH host."""
+    for page in GUIDES:
+        hosts = re.findall(r"\b[\w-]+\.(?:nhlbi\.)?nih\.gov\b", read(page))
+        assert not hosts, f"{page}: internal host names {hosts}"
+    assert "<gpu-server>" in read("linux-gpu-server")
+
+
+# --- Files and URLs ------------------------------------------------------------------------------
+
+
+def test_files_the_guides_name_exist():
+    named = set()
+    for page in GUIDES:
+        named |= set(re.findall(r"`([\w./-]+\.(?:txt|yml|yaml|toml|cfg|ini))`", read(page)))
+    named -= {"pip.ini"}  # the user's own configuration file, written by following the guide
+    assert "requirements.txt" in named
+    for name in named:
+        assert (ROOT / name).is_file(), f"the guides mention {name}, which does not exist"
+
+
+def test_environment_yml_if_offered_matches_requirements():
+    """An environment.yml, if the guides offer one, must pin what requirements.txt pins."""
+    mentioned = any("environment.yml" in read(page) for page in GUIDES)
+    path = ROOT / "environment.yml"
+    assert mentioned == path.is_file(), "environment.yml: mentioned by a guide <=> exists"
+    if path.is_file():
+        env = yaml.safe_load(path.read_text())
+        pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+        listed = {}
+        for item in pip_section:
+            if not item.startswith("-"):
+                req = Requirement(item)
+                listed[req.name.lower()] = str(req.specifier).lstrip("=")
+        assert listed == pins(ROOT / "requirements.txt")
+    else:
+        assert not path.exists()
+
+
+def test_clone_commands_use_the_books_repository():
+    repo = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    clones = [line for page in GUIDES for line in read(page).splitlines()
+              if "git clone" in line]
+    assert len(clones) >= 4
+    for line in clones:
+        url = re.search(r"git clone (\S+)", line)[1].rstrip("`")
+        assert url == f"{repo}.git", line
+
+
+def test_course_python_version_is_consistent():
+    """The guides install 3.11, the version Binder and the docs build use."""
+    assert (ROOT / "binder" / "runtime.txt").read_text().strip() == "python-3.11"
+    windows = snippet("windows", "install-windows").lines
+    assert "py -3.11 -m venv .venv" in windows
+    assert "python3.11 -m venv .venv" in snippet("laptop", "install-posix").lines
+    assert "python3.11 -m venv ~/venvs/dlcc" in snippet("linux-gpu-server", "server-venv").lines
+
+
+# --- Doctor output -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_doctor_output() -> str:
+    proc = subprocess.run([sys.executable, "-m", "dlcc", "doctor", "--seconds", "0.1"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def labels(output: str) -> list[str]:
+    lines = output.strip().splitlines()
+    return [line[:12].rstrip() for line in lines[:-1]] + [lines[-1]]
+
+
+def parse_doctor(output: str) -> doctor.Report:
+    """Read a shown report back into a Report, so format_report can render it again."""
+    values = {line[:12].rstrip(): line[12:] for line in output.strip().splitlines()[:-1]}
+    python, platform = re.fullmatch(r"(\S+) \((.+)\)", values["Python"]).groups()
+    device = re.fullmatch(r"(\S+) \((.+?)(?:, ([\d.]+) GiB)?\)", values["device"])
+    cuda = values["CUDA build"]
+    gflops = re.fullmatch(r"([\d,]+\.\d) GFLOP/s \(float32, 1024 x 1024\)", values["matmul"])
+    assert gflops, values["matmul"]
+    return doctor.Report(
+        python=python, platform=platform,
+        packages={name: values[name] for name in doctor.PACKAGES},
+        device=device[1], device_name=device[2],
+        device_memory_gib=float(device[3]) if device[3] else None,
+        cuda_build=None if cuda == "none (CPU-only torch)" else cuda,
+        matmul_gflops=float(gflops[1].replace(",", "")),
+    )
+
+
+def test_real_doctor_output_has_the_documented_lines(real_doctor_output):
+    assert labels(real_doctor_output) == DOCTOR_LABELS + ["OK: ready for the course."]
+
+
+@pytest.mark.parametrize("shown", all_snippets("doctor-output"),
+                         ids=lambda s: f"{s.page}-{'-'.join(s.flags) or 'labels'}")
+def test_shown_doctor_output_is_what_doctor_prints(shown, real_doctor_output):
+    # Same lines in the same order as the real command prints here...
+    assert labels(shown.text) == labels(real_doctor_output)
+    # ... and exactly what format_report prints for those values (GPU lines included).
+    report = parse_doctor(shown.text)
+    assert doctor.format_report(report) == shown.text.strip()
+    torch_version = Version(report.packages["torch"])
+    if report.device.startswith("cuda"):
+        assert report.cuda_build and report.device_memory_gib, "a GPU report shows memory"
+        assert torch_version.local == "cu" + report.cuda_build.replace(".", "")
+    else:
+        assert report.cuda_build is None and torch_version.local in ("cpu", None)
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert report.packages["dlcc"] == re.search(r'^version = "(.+)"', pyproject, re.M)[1]
+
+
+@pytest.mark.parametrize("shown", [s for s in all_snippets("doctor-output") if s.flags],
+                         ids=lambda s: f"{s.page}-{'-'.join(s.flags)}")
+def test_shown_versions_are_the_pinned_ones(shown):
+    """A shown report states the versions that the guide's install actually gives."""
+    (flag,) = shown.flags
+    source = {"pinned": ROOT / "requirements.txt",
+              "binder": ROOT / "binder" / "requirements.txt"}[flag]
+    pinned = pins(source)
+    report = parse_doctor(shown.text)
+    assert report.python.startswith("3.11."), report.python
+    for name in ("numpy", "matplotlib", "torch"):
+        shown_version, pin = Version(report.packages[name]), Version(pinned[name])
+        if pin.local:
+            assert shown_version == pin, name
+        else:
+            assert shown_version.public == pin.public, name
+
+
+# --- Commands ------------------------------------------------------------------------------------
+
+
+def dlcc_commands() -> list[tuple[str, list[str]]]:
+    """Every ``python -m dlcc ...`` and ``torchrun ... -m dlcc ...`` command in the guides."""
+    found = []
+    for page in GUIDES:
+        text = read(page).replace("\\\n", " ")
+        for line in text.splitlines():
+            for match in re.finditer(r"(?:python|torchrun[^`\n]*?) -m dlcc ([^`\n>&]*)", line):
+                found.append((page, shlex.split(match[1])))
+    return found
+
+
+def test_every_dlcc_command_in_the_guides_parses():
+    commands = dlcc_commands()
+    assert len(commands) >= 6
+    parser = cli.build_parser()
+    for page, argv in commands:
+        try:
+            parser.parse_args(argv)
+        except SystemExit as exc:  # argparse's way of rejecting the arguments
+            raise AssertionError(f"{page}: `python -m dlcc {' '.join(argv)}` "
+                                 "does not parse") from exc
+
+
+def test_torchrun_uses_one_process_per_visible_gpu():
+    lines = snippet("linux-gpu-server", "torchrun").lines
+    visible = re.fullmatch(r"export CUDA_VISIBLE_DEVICES=([\d,]+)", lines[0])[1].split(",")
+    run = shlex.split(lines[1])
+    assert run[0] == "torchrun" and "--standalone" in run
+    assert f"--nproc_per_node={len(visible)}" in run
+    assert run[run.index("-m") + 1:run.index("-m") + 3] == ["dlcc", "train"]
+
+
+def test_cuda_torch_install_matches_requirements_and_shown_build():
+    pinned = pins(ROOT / "requirements.txt")["torch"]
+    for page in ("linux-gpu-server", "ubuntu-gpu"):
+        text = read(page).replace("\\\n", " ")
+        match = re.search(r"python -m pip install torch==(\S+)\s+--index-url "
+                          r"https://download\.pytorch\.org/whl/cu(\d+)\b", text)
+        assert match, f"{page}: no CUDA PyTorch install command"
+        assert match[1] == pinned, f"{page}: installs torch {match[1]}, requirements pin {pinned}"
+        shown = parse_doctor(snippet(page, "doctor-output").text)
+        assert shown.cuda_build.replace(".", "") == match[2]
+        driver_cuda = re.search(r"CUDA Version: (\d+)\.(\d+)", text)
+        assert (int(driver_cuda[1]), int(driver_cuda[2])) >= tuple(
+            map(int, shown.cuda_build.split("."))), "the build must not be newer than the driver"
+        # pip keeps the CUDA build: its version satisfies the plain pin in requirements.txt
+        assert Requirement(f"torch=={pinned}").specifier.contains(
+            f"{pinned}+cu{match[2]}", prereleases=True)
+
+
+def test_pip_ini_is_valid_pip_configuration():
+    ini = configparser.ConfigParser(inline_comment_prefixes=(";",))
+    ini.read_string(snippet("windows", "pip-ini").text)
+    assert ini.sections() == ["global"]
+    assert set(ini["global"]) == {"cert"}
+    assert ini["global"]["cert"].endswith("ca-bundle.pem")
+    help_text = subprocess.run([sys.executable, "-m", "pip", "install", "--help"],
+                               capture_output=True, text=True, timeout=60).stdout
+    commented = re.findall(r"^;\s*(\w+)\s*=", snippet("windows", "pip-ini").text, re.M)
+    assert commented == ["proxy"]
+    for key in ["cert", *commented]:  # pip config keys are the long option names
+        assert f"--{key} " in help_text, key
+
+
+def test_ssh_config_snippet_is_valid(tmp_path):
+    config = tmp_path / "config"
+    config.write_text(snippet("linux-gpu-server", "ssh-config").text)
+    proc = subprocess.run(["ssh", "-G", "-F", str(config), "dlcc-gpu"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    resolved = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)
+    assert resolved["hostname"] == "<gpu-server>"
+    assert resolved["user"] == "<username>"
+    assert "opensc-pkcs11.dll" in resolved["pkcs11provider"]
+    guide = read("linux-gpu-server")
+    assert "ssh -N -L 8888:localhost:8888 dlcc-gpu" in guide
+    assert "ssh -N -L 6006:localhost:6006 dlcc-gpu" in guide
+
+
+# --- The POSIX install, run for real -------------------------------------------------------------
+
+
+def _parent_site_packages() -> str:
+    return sysconfig.get_paths()["purelib"]
+
+
+def test_posix_install_and_verify_run(tmp_path):
+    """Run the laptop guide's Linux/macOS install and its verify step in a fresh folder.
+
+    Two steps are translated, and only these: ``git clone`` becomes a copy of this checkout's
+    package files, and ``pip install -r requirements.txt`` installs the library itself
+    (``--no-deps -e .``) into a new environment that sees this one's packages through a
+    ``.pth`` file, instead of downloading gigabytes. The pins are then checked against what
+    that environment imports. Any other line of the snippet runs as written.
+    """
+    home = tmp_path / "home"
+    home.mkdir()
+    script = ["set -euo pipefail"]
+    for line in snippet("laptop", "install-posix").lines:
+        if line.startswith("git clone "):
+            target = home / "dlcc"
+            target.mkdir()
+            for name in ("pyproject.toml", "README.md", "LICENSE", "requirements.txt"):
+                shutil.copy2(ROOT / name, target / name)
+            shutil.copytree(ROOT / "src", target / "src",
+                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        elif line == "python -m pip install -r requirements.txt":
+            # PYTHONPATH: build with this environment's setuptools, not the venv's bundled one
+            script += ["test -f requirements.txt",
+                       f"PYTHONPATH={shlex.quote(_parent_site_packages())} python -m pip "
+                       "install --quiet --no-deps --no-build-isolation -e ."]
+        elif re.fullmatch(r"python3\.11 -m venv \.venv", line):
+            script += [line, "echo " + shlex.quote(_parent_site_packages()) +
+                       " > .venv/lib/python3.11/site-packages/_dlcc_parent.pth"]
+        elif line in ("cd dlcc", "source .venv/bin/activate"):
+            script.append(line)
+        else:
+            raise AssertionError(f"the install snippet has a line this test cannot run: {line}")
+    for line in snippet("laptop", "verify").lines:
+        assert line == "python -m dlcc doctor", line
+        script.append(line + " --seconds 0.1")
+    script.append('python -c "import dlcc, sys; print(dlcc.__file__); print(sys.prefix)"')
+
+    base_python = Path(getattr(sys, "_base_executable", sys.executable)).resolve().parent
+    outer = str(Path(sys.executable).parent)
+    path = [str(base_python)] + [p for p in os.environ["PATH"].split(os.pathsep) if p != outer]
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env.update(HOME=str(home), PATH=os.pathsep.join(path), PIP_NO_INPUT="1")
+    proc = subprocess.run(["bash", "-c", "\n".join(script)], cwd=home, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    venv = home / "dlcc" / ".venv"
+    assert lines[-1] == str(venv), "the verify step ran outside the new environment"
+    assert Path(lines[-2]).is_relative_to(home / "dlcc" / "src"), "dlcc is not the copy"
+    assert "OK: ready for the course." in lines
+    assert labels("\n".join(lines[:-2])) == DOCTOR_LABELS + ["OK: ready for the course."]
+    # The Windows guide activates the same layout with Activate.ps1 (venv writes it everywhere).
+    assert (venv / "bin" / "Activate.ps1").is_file()
+
+    check = ("import json, sys\n"
+             "from importlib.metadata import version, PackageNotFoundError\n"
+             "out = {}\n"
+             "for name in json.loads(sys.argv[1]):\n"
+             "    try:\n"
+             "        out[name] = version(name)\n"
+             "    except PackageNotFoundError:\n"
+             "        out[name] = None\n"
+             "print(json.dumps(out))\n")
+    pinned = pins(ROOT / "requirements.txt")
+    got = subprocess.run([str(venv / "bin" / "python"), "-c", check, json.dumps(list(pinned))],
+                         capture_output=True, text=True, timeout=120, env=env, cwd=home)
+    assert got.returncode == 0, got.stderr
+    installed = json.loads(got.stdout)
+    wrong = {name: (installed[name], pin) for name, pin in pinned.items()
+             if installed[name] is None
+             or not Requirement(f"{name}=={pin}").specifier.contains(installed[name],
+                                                                     prereleases=True)}
+    assert not wrong, f"the environment does not match requirements.txt: {wrong}"
