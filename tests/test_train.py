@@ -129,6 +129,16 @@ def test_scheduler_step_can_be_forced_per_batch():
     assert scheduler.last_epoch == 2 * len(train)
 
 
+def test_reduce_on_plateau_is_stepped_with_the_monitored_value():
+    model = tiny()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    # Only a drop of 10 would count as better: every epoch after the first is a plateau.
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, patience=0, factor=0.5, threshold=10, threshold_mode="abs")
+    _, history = run(epochs=4, optimizer=optimizer, scheduler=scheduler)
+    assert history.column("lr") == pytest.approx([0.1, 0.1, 0.05, 0.025])
+
+
 def test_early_stopping_after_patience_epochs_without_improvement():
     # lr = 0: the first epoch sets the best val_loss and no later epoch beats it.
     _, history = run(epochs=10, lr=0.0, early_stopping=2)
@@ -150,6 +160,8 @@ def test_bad_arguments_are_named():
         run(epochs=1, resume=True)
     with pytest.raises(TypeError, match="config must hold only JSON types"):
         run(epochs=1, config={"model": nn.Linear(1, 1)})
+    with pytest.raises(ValueError, match="monitor_mode must be"):
+        run(epochs=1, monitor_mode="up")
     with pytest.raises(ValueError, match="amp must be one of"):
         run(epochs=1, amp="fp8")
 

@@ -98,6 +98,47 @@ def evaluate(model: nn.Module, loader, *, loss_fn, metrics: dict[str, Metric] | 
     return sums.means(device)
 
 
+def _new_history(epochs, scheduler_step, resume, checkpoint_dir, config, metrics,
+                 has_val, monitor, monitor_mode) -> History:
+    """Check fit's arguments; an empty History that knows which key it monitors."""
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    if scheduler_step not in (None, "epoch", "batch"):
+        raise ValueError(f"scheduler_step must be 'epoch', 'batch' or None, got {scheduler_step!r}")
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs checkpoint_dir, the directory holding last.pt")
+    try:
+        json.dumps(config)
+    except TypeError as error:
+        raise TypeError("config must hold only JSON types (dict, list, str, number): "
+                        f"{error}") from None
+    names = ["train_loss", *(f"train_{m}" for m in metrics)]
+    if has_val:
+        names += ["val_loss", *(f"val_{m}" for m in metrics)]
+    monitor = monitor or ("val_loss" if has_val else "train_loss")
+    if monitor not in names:
+        raise ValueError(f"monitor {monitor!r} is not recorded; choose one of {names}")
+    if monitor_mode not in (None, "min", "max"):
+        raise ValueError(f"monitor_mode must be 'min', 'max' or None, got {monitor_mode!r}")
+    return History(monitor=monitor,
+                   mode=monitor_mode or ("min" if monitor.endswith("loss") else "max"))
+
+
+def _restore(path, model, optimizer, scheduler, scaler, generators) -> dict:
+    """Load ``path`` into the training objects and the random generators; return it."""
+    state = load_checkpoint(path)
+    unwrap_model(model).load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    # strict=False: a loader rebuilt without a generator simply reshuffles from global RNG.
+    for generator, generator_state in zip(generators, state["loader_rng"], strict=False):
+        generator.set_state(generator_state)
+    return state
+
+
 def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn, optimizer, epochs: int,
         scheduler=None, scheduler_step: str | None = None,
         metrics: dict[str, Metric] | None = None, device=None, amp: str = "auto",
@@ -136,26 +177,10 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn, optimizer, 
     ``DistributedSampler``: ``fit`` sets the sampler's epoch, sums metrics over processes and
     lets only rank 0 print and write files.
     """
-    if epochs < 0:
-        raise ValueError(f"epochs must be >= 0, got {epochs}")
-    if scheduler_step not in (None, "epoch", "batch"):
-        raise ValueError(f"scheduler_step must be 'epoch', 'batch' or None, got {scheduler_step!r}")
-    if resume and checkpoint_dir is None:
-        raise ValueError("resume=True needs checkpoint_dir, the directory holding last.pt")
-    try:
-        json.dumps(config)
-    except TypeError as error:
-        raise TypeError("config must hold only JSON types (dict, list, str, number): "
-                        f"{error}") from None
     metrics = dict(metrics or {})
-    names = ["train_loss", *(f"train_{m}" for m in metrics)]
-    if val_loader is not None:
-        names += ["val_loss", *(f"val_{m}" for m in metrics)]
-    monitor = monitor or ("val_loss" if val_loader is not None else "train_loss")
-    if monitor not in names:
-        raise ValueError(f"monitor {monitor!r} is not recorded; choose one of {names}")
-    history = History(monitor=monitor,
-                      mode=monitor_mode or ("min" if monitor.endswith("loss") else "max"))
+    history = _new_history(epochs, scheduler_step, resume, checkpoint_dir, config, metrics,
+                           val_loader is not None, monitor, monitor_mode)
+    monitor = history.monitor
     per_batch = scheduler_step == "batch" or (
         scheduler_step is None and isinstance(scheduler, (OneCycleLR, CyclicLR)))
 
@@ -172,19 +197,11 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn, optimizer, 
     # Where the loop starts: fresh, or the exact point where last.pt was written.
     start_epoch, step, best, bad_epochs, resumed = 0, 0, None, 0, None
     if resume and (checkpoint_dir / "last.pt").is_file():
-        resumed = load_checkpoint(checkpoint_dir / "last.pt")
-        unwrap_model(model).load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(resumed["scheduler"])
-        scaler.load_state_dict(resumed["scaler"])
+        resumed = _restore(checkpoint_dir / "last.pt", model, optimizer, scheduler, scaler,
+                           generators)
         history.epochs = list(resumed["history"])
         start_epoch, step = resumed["epoch"], resumed["step"]
         best, bad_epochs = resumed["best"], resumed["bad_epochs"]
-        set_rng_state(resumed["rng"])
-        # strict=False: a loader rebuilt without a generator simply reshuffles from global RNG.
-        for generator, state in zip(generators, resumed["loader_rng"], strict=False):
-            generator.set_state(state)
 
     def checkpoint(epoch, sums=None, done=0, step_rng=None, epoch_rng=None):
         """The whole training state; mid-epoch when ``done`` batches of ``epoch + 1`` ran."""
