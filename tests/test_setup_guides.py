@@ -316,12 +316,18 @@ def test_every_dlcc_command_in_the_guides_parses():
     commands = dlcc_commands()
     assert len(commands) >= 6
     parser = cli.build_parser()
+    subcommands = next(a for a in parser._actions if a.dest == "command").choices
     for page, argv in commands:
         try:
             parser.parse_args(argv)
         except SystemExit as exc:  # argparse's way of rejecting the arguments
             raise AssertionError(f"{page}: `python -m dlcc {' '.join(argv)}` "
                                  "does not parse") from exc
+        # argparse accepts abbreviations (--epoch for --epochs); the guides spell options out
+        options = subcommands[argv[0]]._option_string_actions
+        for token in argv[1:]:
+            if token.startswith("--"):
+                assert token.split("=")[0] in options, f"{page}: {token} is not an option"
 
 
 def test_torchrun_uses_one_process_per_visible_gpu():
