@@ -38,7 +38,7 @@ REQUIRED = {
     "windows": {"install-windows", "pip-ini", "doctor-output"},
     "linux-gpu-server": {"ssh-config", "server-venv", "torch-cuda", "torchrun", "doctor-output"},
     "ubuntu-gpu": {"doctor-output"},
-    "colab-binder": {"doctor-output"},
+    "colab-binder": {"doctor-output", "install-cell"},
 }
 MARK = re.compile(r"^\s*%\s*test:\s*(?P<name>[\w-]+)(?P<flags>(?:\s+[\w-]+)*)\s*$")
 FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
@@ -213,6 +213,15 @@ def test_clone_commands_use_the_books_repository():
     for line in clones:
         url = re.search(r"git clone (\S+)", line)[1].rstrip("`")
         assert url == f"{repo}.git", line
+
+
+def test_colab_install_cell_is_the_one_the_notebooks_get():
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    import notebooks  # the exporter behind the launch buttons
+
+    site = notebooks.read_site(ROOT, commit="0123abc")
+    cell = notebooks.install_cell(site).source.replace("0123abc", "<commit>")
+    assert snippet("colab-binder", "install-cell").text.strip() == cell.strip()
 
 
 def test_course_python_version_is_consistent():
