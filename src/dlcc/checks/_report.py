@@ -1,0 +1,222 @@
+"""What every check shares: calling the student's code safely, comparing arrays, the report.
+
+A check never raises because a student's answer is wrong: it records a finding and carries on,
+so that one report lists everything it could test. It raises only on misuse (a check called
+with something that is not a function or a class), with a message that says how to call it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sysconfig
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+_HERE = str(Path(__file__).resolve().parent)
+_DLCC = str(Path(__file__).resolve().parents[1])
+_STDLIB = sysconfig.get_paths()["stdlib"]
+
+
+@dataclass
+class CheckResult:
+    """The outcome of one check function: ``passed`` and the findings, in plain words.
+
+    ``messages`` holds one line per failed check, each naming what is wrong and how; it is
+    empty when everything passed. ``checks`` counts the checks that ran; ``notes`` holds
+    remarks that are not failures. ``print(result)`` shows the whole report again.
+    """
+
+    name: str
+    passed: bool
+    messages: list[str] = field(default_factory=list)
+    checks: int = 0
+    notes: list[str] = field(default_factory=list)
+    lines: list[tuple[str, str]] = field(default_factory=list, repr=False)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __str__(self) -> str:
+        out = [f"{self.name}:"]
+        out += [f"  {status:<5} {text}" for status, text in self.lines]
+        checks = "check" if self.checks == 1 else "checks"
+        if self.passed:
+            out.append(f"All {self.checks} {checks} passed.")
+        else:
+            out.append(f"{len(self.messages)} of {self.checks} {checks} failed. Fix the first "
+                       f"failure first: later ones often follow from it.")
+        return "\n".join(out)
+
+    def __repr__(self) -> str:
+        state = "passed" if self.passed else f"{len(self.messages)} failed"
+        return f"<CheckResult {self.name}: {state} ({self.checks} checks)>"
+
+
+class Report:
+    """Collects the findings of one check function, in order; prints and returns the result."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._lines: list[tuple[str, str]] = []
+
+    def ok(self, what: str) -> None:
+        self._lines.append(("ok", what))
+
+    def fail(self, message: str) -> None:
+        self._lines.append(("FAIL", message))
+
+    def note(self, message: str) -> None:
+        if ("note", message) not in self._lines:
+            self._lines.append(("note", message))
+
+    def check(self, condition: bool, what: str, message: str) -> bool:
+        """Record ``what`` as passed if ``condition``, else ``message`` as failed."""
+        if condition:
+            self.ok(what)
+        else:
+            self.fail(message)
+        return bool(condition)
+
+    @property
+    def failed(self) -> bool:
+        return any(status == "FAIL" for status, _ in self._lines)
+
+    def finish(self, quiet: bool = False) -> CheckResult:
+        fails = [text for status, text in self._lines if status == "FAIL"]
+        count = sum(status in ("ok", "FAIL") for status, _ in self._lines)
+        result = CheckResult(self.name, not fails, fails, count,
+                             [text for status, text in self._lines if status == "note"],
+                             list(self._lines))
+        if not quiet:
+            print(result)
+        return result
+
+
+# --- calling the student's code --------------------------------------------------------------
+
+
+class StudentError(Exception):
+    """The student's code raised; ``str()`` is a one-line description for the report."""
+
+
+def require_callable(check: str, fn: object, what: str = "your function") -> None:
+    """Misuse: the check was given something that cannot be called."""
+    if not callable(fn):
+        raise TypeError(f"{check} expects {what} itself, e.g. {check}(my_function); "
+                        f"got {type(fn).__name__}")
+
+
+def require_class(check: str, cls: object, what: str = "your class") -> None:
+    """Misuse: a check that builds models itself was given an instance or a non-class."""
+    if not inspect.isclass(cls):
+        name = type(cls).__name__
+        hint = f"pass the class {name}, not an instance {name}(...)"
+        raise TypeError(f"{check} expects {what} (it builds the instances it needs): {hint}")
+
+
+def _library(filename: str) -> bool:
+    """Code that is not the student's: dlcc, installed packages, the standard library."""
+    return (filename.startswith((_DLCC, _STDLIB)) or "site-packages" in filename
+            or "dist-packages" in filename)
+
+
+def _where(error: BaseException) -> str:
+    """The student's line that raised: the last frame in their own code."""
+    frames = [f for f in traceback.extract_tb(error.__traceback__)
+              if not f.filename.startswith(_HERE)]
+    own = [f for f in frames if not _library(f.filename)]
+    if not (own or frames):
+        return ""
+    frame = (own or frames)[-1]
+    line = (frame.line or "").strip()
+    return f" (in {frame.name}: {line})" if line else f" (in {frame.name})"
+
+
+def call(fn: Callable, *args, **kwargs):
+    """``fn(*args, **kwargs)``; a raised exception becomes :class:`StudentError`.
+
+    Numpy warnings (overflow in exp, division by zero) are collected, not printed, and
+    returned with the value: ``value, warnings``.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with np.errstate(all="warn"):
+                value = fn(*args, **kwargs)
+        except NotImplementedError:
+            raise StudentError("is not implemented yet: it still raises NotImplementedError "
+                               "(replace `raise NotImplementedError` with your code)") from None
+        except Exception as error:  # the student's bug, reported in words
+            message = str(error).splitlines()[0] if str(error) else ""
+            raise StudentError(f"raised {type(error).__name__}: {message}"
+                               f"{_where(error)}") from None
+    return value, [str(w.message) for w in caught]
+
+
+# --- comparing arrays ------------------------------------------------------------------------
+
+RTOL, ATOL = 1e-5, 1e-8
+
+
+def close(got, expected, rtol: float = RTOL, atol: float = ATOL) -> bool:
+    """Same shape and values (NaN never matches)."""
+    try:
+        got = np.asarray(got, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    expected = np.asarray(expected, dtype=np.float64)
+    return got.shape == expected.shape and bool(np.allclose(got, expected, rtol=rtol,
+                                                            atol=atol))
+
+
+def as_array(value) -> np.ndarray | None:
+    """``value`` as a float64 array, or None if it is not numeric (e.g. None, a string)."""
+    if value is None or isinstance(value, (str, bytes, dict)):
+        return None
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return array
+
+
+def shape_of(value) -> str:
+    if value is None:
+        return "None"
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return str(tuple(shape))
+    return type(value).__name__
+
+
+def worst(got: np.ndarray, expected: np.ndarray) -> str:
+    """The largest error, where it is, and both values: the small diagnostic a report shows."""
+    diff = np.abs(got - expected)
+    diff = np.where(np.isnan(diff), np.inf, diff)
+    index = np.unravel_index(int(np.argmax(diff)), diff.shape) if diff.ndim else ()
+    where = f" at index {tuple(int(i) for i in index)}" if index else ""
+    return (f"largest error {float(diff[index]):.3g}{where}: expected "
+            f"{float(expected[index]):.6g}, got {float(got[index]):.6g}")
+
+
+def mismatch(got: np.ndarray, expected: np.ndarray) -> str:
+    """How two arrays differ: shapes if they disagree, else the largest error."""
+    if got.shape != expected.shape:
+        return f"shape {got.shape}, expected {expected.shape}"
+    return worst(got, expected)
+
+
+def snapshot(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: np.array(v, copy=True) for k, v in arrays.items()}
+
+
+def changed(before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> list[str]:
+    """Keys whose array differs (or vanished) between two snapshots."""
+    return [k for k in before
+            if k not in after or np.shape(after[k]) != before[k].shape
+            or not np.array_equal(after[k], before[k], equal_nan=True)]
