@@ -276,3 +276,19 @@ def test_run_directory_gets_csv_json_and_tensorboard(tmp_path):
     saved = json.loads((tmp_path / "logs" / "history.json").read_text())
     assert saved["epochs"] == history.epochs
     assert list((tmp_path / "logs").glob("events.out.tfevents.*"))
+
+
+class Stream(torch.utils.data.IterableDataset):
+    """A data set without a length, as from a generator or a web stream."""
+
+    def __iter__(self):
+        x, y = blobs(n=64)
+        yield from zip(x, y, strict=True)
+
+
+def test_fit_accepts_a_loader_of_unknown_length(capsys):
+    model = tiny()
+    history = fit(model, DataLoader(Stream(), batch_size=16), loss_fn=F.cross_entropy,
+                  optimizer=torch.optim.SGD(model.parameters(), lr=0.1), epochs=2,
+                  progress="bar")
+    assert len(history) == 2 and "epoch 2/2" in capsys.readouterr().err

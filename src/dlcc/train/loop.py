@@ -124,6 +124,14 @@ def _new_history(epochs, scheduler_step, resume, checkpoint_dir, config, metrics
                    mode=monitor_mode or ("min" if monitor.endswith("loss") else "max"))
 
 
+def _length(loader) -> int | None:
+    """Batches per epoch, or None for a loader over an iterable data set of unknown size."""
+    try:
+        return len(loader)
+    except TypeError:
+        return None
+
+
 def _restore(path, model, optimizer, scheduler, scaler, generators) -> dict:
     """Load ``path`` into the training objects and the random generators; return it."""
     state = load_checkpoint(path)
@@ -238,7 +246,7 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn, optimizer, 
                 step_rng = resumed["step_rng"]
                 set_rng_state(step_rng)
             resumed = None
-            report.start_epoch(epoch, len(train_loader), done)
+            report.start_epoch(epoch, _length(train_loader), done)
 
             model.train()
             for x, y in batches:
