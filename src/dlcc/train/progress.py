@@ -52,6 +52,21 @@ def format_record(record: dict[str, Any], epochs: int) -> str:
     return "  ".join(parts)
 
 
+def _tqdm():
+    """tqdm's notebook widget where it can draw (it needs ipywidgets), else the text bar.
+
+    ``tqdm.auto`` alone would warn "IProgress not found" in a notebook without ipywidgets;
+    the text bar redraws fine in a live notebook cell.
+    """
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        from tqdm import tqdm
+    else:
+        from tqdm.auto import tqdm
+    return tqdm
+
+
 class Progress:
     """Reports for one run in the chosen mode; every method is a no-op where it does not apply."""
 
@@ -62,9 +77,7 @@ class Progress:
 
     def start_epoch(self, epoch: int, batches: int, done: int = 0) -> None:
         if self.mode == "bar":
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=batches, initial=done, desc=f"epoch {epoch}/{self.epochs}",
+            self.bar = _tqdm()(total=batches, initial=done, desc=f"epoch {epoch}/{self.epochs}",
                             unit="batch", dynamic_ncols=True)
 
     def step(self, loss: float) -> None:
