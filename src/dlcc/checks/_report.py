@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import sysconfig
+import textwrap
 import traceback
 import warnings
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+WIDTH = 78  # characters per report line
 _HERE = str(Path(__file__).resolve().parent)
 _DLCC = str(Path(__file__).resolve().parents[1])
 _STDLIB = sysconfig.get_paths()["stdlib"]
@@ -43,7 +45,9 @@ class CheckResult:
 
     def __str__(self) -> str:
         out = [f"{self.name}:"]
-        out += [f"  {status:<5} {text}" for status, text in self.lines]
+        for status, text in self.lines:  # wrapped to fit a notebook's output area
+            out += textwrap.wrap(text, WIDTH, initial_indent=f"  {status:<5} ",
+                                 subsequent_indent=" " * 8, break_on_hyphens=False)
         checks = "check" if self.checks == 1 else "checks"
         if self.passed:
             out.append(f"All {self.checks} {checks} passed.")
@@ -146,7 +150,8 @@ def call(fn: Callable, *args, **kwargs):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            with np.errstate(all="warn"):
+            # Underflow to 0 is harmless (exp(-1000) == 0.0); overflow and 0/0 are not.
+            with np.errstate(over="warn", divide="warn", invalid="warn", under="ignore"):
                 value = fn(*args, **kwargs)
         except NotImplementedError:
             raise StudentError("is not implemented yet: it still raises NotImplementedError "
