@@ -15,6 +15,8 @@ def glue(name: str, value: Any, display: bool = False) -> None:
     Without MyST-NB (a notebook opened in Colab or Jupyter) the value is shown when
     ``display`` is true and otherwise ignored: the page's prose is not rendered there anyway.
     """
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        value = value.item()  # numpy/torch scalars: glue formats Python numbers (``:.3f``)
     try:
         from myst_nb import glue as myst_glue
     except ImportError:
