@@ -39,9 +39,16 @@ class CheckResult:
     checks: int = 0
     notes: list[str] = field(default_factory=list)
     lines: list[tuple[str, str]] = field(default_factory=list, repr=False)
+    printed: bool = field(default=False, repr=False, compare=False)
 
     def __bool__(self) -> bool:
         return self.passed
+
+    def _ipython_display_(self) -> None:
+        """In a notebook, a check on a cell's last line shows its report once, not twice."""
+        if not self.printed:
+            print(self)
+            self.printed = True
 
     def __str__(self) -> str:
         out = [f"{self.name}:"]
@@ -52,8 +59,9 @@ class CheckResult:
         if self.passed:
             out.append(f"All {self.checks} {checks} passed.")
         else:
-            out.append(f"{len(self.messages)} of {self.checks} {checks} failed. Fix the first "
-                       f"failure first: later ones often follow from it.")
+            out += textwrap.wrap(f"{len(self.messages)} of {self.checks} {checks} failed. "
+                                 f"Fix the first failure first: later ones often follow "
+                                 f"from it.", WIDTH)
         return "\n".join(out)
 
     def __repr__(self) -> str:
@@ -98,6 +106,7 @@ class Report:
                              list(self._lines))
         if not quiet:
             print(result)
+            result.printed = True
         return result
 
 
