@@ -80,6 +80,12 @@ def read_site(root: Path = ROOT, commit: str | None = None) -> Site:
     return Site(repo["url"].rstrip("/"), branch, baseurl, commit or current_commit(root) or branch)
 
 
+def config_hides_solutions(root: Path = ROOT) -> bool:
+    """``sphinx.config.dlcc_hide_solutions`` in ``_config.yml``: the site's own setting."""
+    config = yaml.safe_load((root / "_config.yml").read_text())
+    return bool(((config.get("sphinx") or {}).get("config") or {}).get("dlcc_hide_solutions"))
+
+
 def toc_pages(root: Path = ROOT) -> list[str]:
     """Every page in ``_toc.yml`` (docnames without suffix), in reading order."""
     toc = yaml.safe_load((root / "_toc.yml").read_text())
@@ -269,11 +275,14 @@ def main(argv: list[str] | None = None) -> int:
                        help="write each notebook next to its .md (for the notebooks branch)")
     parser.add_argument("--commit", help="commit to install dlcc from (default: git HEAD)")
     parser.add_argument("--hide-solutions", action="store_true",
-                        help="drop solution cells and solution blocks")
+                        help="drop solution cells and solution blocks (also done whenever "
+                             "_config.yml sets dlcc_hide_solutions: true)")
     args = parser.parse_args(argv)
     site = read_site(ROOT, args.commit)
     out = ROOT if args.in_place else args.out
-    for path in export_book(out, site, hide_solutions=args.hide_solutions):
+    # The notebooks branch must not publish what the student-facing site hides.
+    hide = args.hide_solutions or config_hides_solutions(ROOT)
+    for path in export_book(out, site, hide_solutions=hide):
         print(path)
     return 0
 
