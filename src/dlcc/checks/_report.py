@@ -162,9 +162,10 @@ def call(fn: Callable, *args, **kwargs):
             # Underflow to 0 is harmless (exp(-1000) == 0.0); overflow and 0/0 are not.
             with np.errstate(over="warn", divide="warn", invalid="warn", under="ignore"):
                 value = fn(*args, **kwargs)
-        except NotImplementedError:
-            raise StudentError("is not implemented yet: it still raises NotImplementedError "
-                               "(replace `raise NotImplementedError` with your code)") from None
+        except NotImplementedError as error:
+            raise StudentError(f"is not implemented yet: NotImplementedError was raised"
+                               f"{_where(error)}; replace `raise NotImplementedError` with "
+                               f"your code") from None
         except Exception as error:  # the student's bug, reported in words
             message = str(error).splitlines()[0] if str(error) else ""
             raise StudentError(f"raised {type(error).__name__}: {message}"
