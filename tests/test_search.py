@@ -99,3 +99,19 @@ def test_plot_search(tmp_path):
     assert left.get_title() == "Objective per trial" and left.get_xlabel() == "trial"
     assert right.get_title().startswith("Objective against ")
     assert right.get_xlabel() in SPACE and right.get_ylabel() == "objective"
+
+
+def test_memory_storage_is_quick_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    study = search(lambda params, trial: -(params["x"] - 1) ** 2, {"x": ("float", -3, 3)},
+                   n_trials=8, storage=":memory:")
+    assert len(study.trials) == 8
+    assert not list(tmp_path.iterdir())
+
+
+def test_plot_search_uses_a_log_axis_when_one_trial_diverged():
+    values = iter([1e-2, 2e-2, 5e10, 3e-2])
+    study = search(lambda params, trial: next(values), {"x": ("float", 0, 1)}, n_trials=4,
+                   storage=":memory:", direction="minimize")
+    left, right = plot_search(study).axes
+    assert left.get_yscale() == "log" and right.get_yscale() == "log"

@@ -73,8 +73,11 @@ def report(trial: optuna.Trial, value: float, step: int) -> None:
         raise optuna.TrialPruned(f"pruned at step {step} with value {value:.4g}")
 
 
-def storage_url(storage: str | os.PathLike | None) -> str:
-    """A database URL: URLs pass through; a directory (or ``None``: here) gets search.db."""
+def storage_url(storage: str | os.PathLike | None) -> str | None:
+    """A database URL: URLs pass through; a directory (or ``None``: here) gets search.db;
+    ``":memory:"`` keeps the study in this process only (``None`` for Optuna)."""
+    if storage == ":memory:":
+        return None
     if storage is not None and "://" in str(storage):
         return str(storage)
     path = Path(storage if storage is not None else ".")
@@ -117,7 +120,8 @@ def search(objective: Callable[[dict[str, Any], optuna.Trial], float],
     - ``storage``: a directory (``search.db`` is created in it), a ``.db`` file, or any
       database URL Optuna accepts. The default is ``search.db`` in the current directory.
       An existing study of the same ``study_name`` is continued, not replaced, so a second
-      call adds trials to the first call's. To spread one search over several servers, give
+      call adds trials to the first call's. ``":memory:"`` keeps a quick demo's study in
+      memory (nothing is written; no continuing). To spread one search over several servers, give
       every worker the same PostgreSQL or MySQL URL (e.g.
       ``"postgresql://user:password@dbhost/optuna"``) and a different ``seed``.
     - ``sampler``: ``"tpe"`` (Bayesian-style, the default) or ``"random"`` (random search),
@@ -149,6 +153,7 @@ def plot_search(study: optuna.Study):
     parameter (by Optuna's fANOVA importance; the first parameter if that cannot be computed).
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
 
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not done:
@@ -176,5 +181,10 @@ def plot_search(study: optuna.Study):
     right.scatter(xs, [t.value for t in shown], s=14)
     if getattr(distribution, "log", False):
         right.set_xscale("log")
+        right.xaxis.set_minor_formatter(NullFormatter())  # decades only: no crowded labels
     right.set(title=f"Objective against {name}", xlabel=name, ylabel="objective")
+    if min(values) > 0 and max(values) / min(values) > 1e3:
+        # one diverged trial would flatten every other point against the axis
+        left.set_yscale("log")
+        right.set_yscale("log")
     return fig

@@ -81,6 +81,7 @@ class History:
         and a script saves it with ``fig.savefig(...)``.
         """
         from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
 
         if metrics is None:
             names = [key.split("_", 1)[1] for key in (self.epochs[0] if self.epochs else {})
@@ -94,6 +95,7 @@ class History:
                 values = self.column(f"{split}_{name}")
                 if any(v is not None for v in values):
                     ax.plot(epochs, values, marker="o", markersize=3, label=split)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
             ax.set_title(f"{name} per epoch")
             ax.set_xlabel("epoch")
             ax.set_ylabel(name)
