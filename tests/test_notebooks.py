@@ -131,7 +131,8 @@ def two_chapters() -> list[str]:
 @pytest.mark.parametrize("page", two_chapters())
 def test_exported_notebook_runs_in_a_fresh_kernel(tmp_path, monkeypatch, page):
     """Outside Colab the install cell must do nothing and the chapter must run as exported."""
-    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")  # as in the book build (dlcc_book.py)
+    for threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):  # as in the book build
+        monkeypatch.setenv(threads, "1")
     nb = notebooks.export(page, SITE)
     workdir = tmp_path / "run"
     shutil.copytree((ROOT / page).parent, workdir)  # the chapter's own folder: data, images

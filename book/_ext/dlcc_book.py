@@ -34,10 +34,11 @@ def _configure(app, config):
         config.hide_solutions = True  # sphinx-exercise: drops {solution} blocks from the HTML
         config.html_copy_source = False  # _sources/*.md would still hold the solutions
     # Kernels started by the build inherit these: the trainer prints one line per epoch, and
-    # numpy's BLAS uses one thread (the chapters' small matrices run many times faster so on
-    # a small shared build machine; readers' own runs keep their defaults).
+    # numpy and PyTorch compute on one thread (the chapters' small matrices run several times
+    # faster so on a small shared build machine; readers' own runs keep their defaults).
     os.environ["DLCC_PROGRESS"] = "epoch"
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    for threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(threads, "1")
     root = Path(app.confdir)
     app.dlcc_site = notebooks.Site(
         repo_url=config.html_theme_options["repository_url"].rstrip("/"),
