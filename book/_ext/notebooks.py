@@ -155,6 +155,8 @@ def rewrite_role(role: str, text: str, site: Site) -> str:
         return "(value computed on the website)"
     if role in ("math",):
         return f"${text}$"
+    if role == "eq":
+        return f"equation ({label or target})"
     # term, ref, numref, eq, abbr, ...: keep the words a reader sees
     return label or target
 
@@ -173,9 +175,13 @@ def rewrite_markdown(source: str, page: str, site: Site, hide_solutions: bool) -
             closing.append(fence if not drop else "\0" + fence)
             skipping += bool(drop)
             if not drop and name not in ("math",):
-                title = f"**{name.replace('-', ' ').capitalize()}**"
-                out.append(f"{title} {argument}".rstrip() if argument else title)
-                out.append("")
+                # {admonition} Hints -> **Hints**; {exercise} Title -> **Exercise** Title
+                kind = "" if name == "admonition" else name.replace("-", " ").capitalize()
+                title = " ".join(part for part in (kind and f"**{kind}**",
+                                                   argument if kind else f"**{argument}**")
+                                 if part)
+                if argument or kind:
+                    out += [title, ""]
             continue
         if closing and stripped == closing[-1].lstrip("\0"):
             skipping -= closing.pop().startswith("\0")
