@@ -70,3 +70,14 @@ def book(tmp_path_factory) -> Build:
     build.html.parent.mkdir(parents=True, exist_ok=True)
     (build.html.parent / "build.log").write_text(build.log)
     return build
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models train many times faster on one thread on a small shared machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -14,13 +14,7 @@ from dlcc.metrics import DiceBCELoss, accuracy, dice, iou
 from dlcc.models import SmallCNN, UNet
 from dlcc.train import evaluate, fit, seed_everything
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def train(model, train_set, val_set, *, epochs, lr, batch_size, loss_fn, metrics, monitor):

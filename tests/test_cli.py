@@ -12,13 +12,7 @@ from dlcc.cli import build_parser, load_data, main
 from dlcc.models import MODELS
 from dlcc.train import load_checkpoint
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def cli(*args) -> int:

@@ -15,14 +15,7 @@ from dlcc.metrics import accuracy
 from dlcc.train import History, evaluate, fit, get_device, seed_everything
 from dlcc.train.progress import resolve_progress
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest, and steadiest on a shared machine, on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def blobs(n=192, seed=0):

@@ -9,13 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from dlcc.metrics import accuracy
 from dlcc.train import NonFiniteLossError, fit, load_checkpoint, save_checkpoint
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def setup(seed=0):
