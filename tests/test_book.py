@@ -61,3 +61,18 @@ def test_execution_table_lists_every_executable_page(book):
     html = (book.html / "book/reference/execution.html").read_text()
     for page in executable_pages():
         assert page in html, f"{page} missing from the execution table"
+
+
+def pages_with_exercises() -> list[str]:
+    return [p for p in toc_files() if "{exercise}" in (ROOT / f"{p}.md").read_text()]
+
+
+@pytest.mark.parametrize("page", pages_with_exercises())
+def test_exercises_and_figures_are_numbered_from_one_on_every_page(book, page):
+    """A1 opens with "Exercise 1", not with the book-wide count of exercises before it."""
+    text = re.sub(r"<[^>]+>", " ", (book.html / f"{page}.html").read_text())
+    for kind in ("Exercise", "Fig."):
+        numbers = sorted({int(n) for n in re.findall(rf"{re.escape(kind)}\s+(\d+)\b", text)})
+        if kind == "Exercise" or numbers:
+            assert numbers and numbers[0] == 1, f"{page}: {kind} numbers start at {numbers[:1]}"
+            assert numbers == list(range(1, len(numbers) + 1)), f"{page}: {kind} {numbers}"

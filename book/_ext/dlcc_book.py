@@ -25,6 +25,20 @@ import notebooks  # noqa: E402  (the exporter next to this file)
 SKIP_PAGES = {"genindex", "search", "index"}
 
 
+def _number_per_page(app, env):
+    """Number figures, tables and exercises from 1 on every page.
+
+    The toctree is not numbered (chapters are called "L1", "A1", ...), so Sphinx would count
+    across the whole book and A1 would open with "Exercise 45". Every ``{numref}`` in the book
+    points within its own page, so per-page numbers read naturally.
+    """
+    for numbers in env.toc_fignumbers.values():
+        for ids in numbers.values():
+            for n, figure_id in enumerate(sorted(ids, key=ids.get), start=1):
+                ids[figure_id] = (n,)
+    return []
+
+
 def _configure(app, config):
     """Everything site-wide derives from ``html.baseurl`` and ``repository`` in _config.yml."""
     if not config.html_baseurl.endswith("/"):
@@ -189,6 +203,7 @@ def setup(app):
     app.add_config_value("dlcc_hide_solutions", False, "env", types=[bool])
     app.connect("config-inited", _configure)
     app.connect("source-read", _hide_solution_cells)
+    app.connect("env-get-updated", _number_per_page, priority=900)
     app.connect("html-page-context", _rewrite_buttons, priority=502)
     app.connect("html-page-context", _drop_thebe)
     app.connect("html-page-context", _fix_bibliography_roles)
