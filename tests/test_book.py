@@ -69,8 +69,12 @@ def pages_with_exercises() -> list[str]:
 
 @pytest.mark.parametrize("page", pages_with_exercises())
 def test_exercises_and_figures_are_numbered_from_one_on_every_page(book, page):
-    """A1 opens with "Exercise 1", not with the book-wide count of exercises before it."""
-    text = re.sub(r"<[^>]+>", " ", (book.html / f"{page}.html").read_text())
+    """A1 opens with "Exercise 1", not with the book-wide count of exercises before it; the same
+    for figures and numbered equations."""
+    html = (book.html / f"{page}.html").read_text()
+    equations = [int(n) for n in re.findall(r'class="eqno">\((\d+)\)', html)]
+    assert equations == list(range(1, len(equations) + 1)), f"{page}: equations {equations}"
+    text = re.sub(r"<[^>]+>", " ", html)
     for kind in ("Exercise", "Fig."):
         numbers = sorted({int(n) for n in re.findall(rf"{re.escape(kind)}\s+(\d+)\b", text)})
         if kind == "Exercise" or numbers:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime
 import html
 import os
@@ -32,10 +33,19 @@ def _number_per_page(app, env):
     across the whole book and A1 would open with "Exercise 45". Every ``{numref}`` in the book
     points within its own page, so per-page numbers read naturally.
     """
+    env.dlcc_book_fignumbers = copy.deepcopy(env.toc_fignumbers)
     for numbers in env.toc_fignumbers.values():
         for ids in numbers.values():
             for n, figure_id in enumerate(sorted(ids, key=ids.get), start=1):
                 ids[figure_id] = (n,)
+    return []
+
+
+def _restore_book_numbers(app, env):
+    """Give Sphinx back its own numbers before it compares them with the new ones, so that a
+    build with no changes rewrites no page."""
+    if hasattr(env, "dlcc_book_fignumbers"):
+        env.toc_fignumbers = env.dlcc_book_fignumbers
     return []
 
 
@@ -203,6 +213,7 @@ def setup(app):
     app.add_config_value("dlcc_hide_solutions", False, "env", types=[bool])
     app.connect("config-inited", _configure)
     app.connect("source-read", _hide_solution_cells)
+    app.connect("env-get-updated", _restore_book_numbers, priority=100)
     app.connect("env-get-updated", _number_per_page, priority=900)
     app.connect("html-page-context", _rewrite_buttons, priority=502)
     app.connect("html-page-context", _drop_thebe)
