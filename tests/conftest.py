@@ -1,16 +1,19 @@
-"""Shared fixtures: the built book (built once per test session, on one xdist worker)."""
+"""Shared fixtures: the built book, built once per test run however many xdist workers ask."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,24 +55,49 @@ def source_hash() -> str:
     return digest.hexdigest()[:16]
 
 
-def book_output_dir(tmp_path_factory) -> Path:
-    """A cold folder under CI; locally a folder whose execution cache is keyed on the library."""
-    if os.environ.get("CI"):
-        return tmp_path_factory.mktemp("book")
-    current = ROOT / ".cache" / f"book-{source_hash()}"
-    for stale in (ROOT / ".cache").glob("book-*"):
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory) -> Path:
+    """A folder shared by every xdist worker of this test run (each worker's own temporary
+    folder lies inside it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def once_per_run(run_dir: Path, name: str, make: Callable[[], dict]) -> dict:
+    """Call ``make`` on the first worker that asks; the others wait for it and read its result.
+
+    A lock rather than ``--dist loadgroup``: pytest-xdist 3.8 groups tests by rewriting
+    ``item._nodeid``, which pytest 9 no longer reads, so groups are spread over the workers.
+    """
+    record = run_dir / f"{name}.json"
+    with FileLock(run_dir / f"{name}.lock"):
+        if not record.exists():
+            record.write_text(json.dumps(make()))
+    return json.loads(record.read_text())
+
+
+def cached(name: str) -> Path:
+    """``.cache/<name>-<hash of the library>``; folders for older hashes are removed."""
+    current = ROOT / ".cache" / f"{name}-{source_hash()}"
+    for stale in (ROOT / ".cache").glob(f"{name}-*"):
         if stale != current:
             shutil.rmtree(stale, ignore_errors=True)
     return current
 
 
 @pytest.fixture(scope="session")
-def book(tmp_path_factory) -> Build:
-    """The whole book, built strictly. Tests using it must be in xdist group "book"."""
-    build = jupyter_book(ROOT, book_output_dir(tmp_path_factory))
-    build.html.parent.mkdir(parents=True, exist_ok=True)
-    (build.html.parent / "build.log").write_text(build.log)
-    return build
+def book(run_dir) -> Build:
+    """The whole book, built strictly: cold under CI, else reusing the execution cache kept in
+    ``.cache`` for the current library source."""
+    def make() -> dict:
+        output = run_dir / "book" if os.environ.get("CI") else cached("book")
+        build = jupyter_book(ROOT, output)
+        build.html.parent.mkdir(parents=True, exist_ok=True)
+        (build.html.parent / "build.log").write_text(build.log)
+        return {"returncode": build.returncode, "log": build.log, "html": str(build.html)}
+
+    done = once_per_run(run_dir, "book", make)
+    return Build(done["returncode"], done["log"], Path(done["html"]))
 
 
 @pytest.fixture(scope="module")

@@ -164,7 +164,6 @@ def text_of(path) -> str:
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", path.read_text())).split())
 
 
-@pytest.mark.xdist_group("book")
 def test_reference_mlp_reaches_092_on_held_out_digits(book):
     """The A1 reference (sigmoid hidden layers, plain mini-batch SGD) on the offline digits."""
     assert book.ok, book.log[-3000:]
@@ -175,7 +174,6 @@ def test_reference_mlp_reaches_092_on_held_out_digits(book):
     assert float(match.group(1)) >= 0.92
 
 
-@pytest.mark.xdist_group("book")
 def test_overview_shows_a_check_rejecting_and_accepting(book):
     text = text_of(book.html / "book/assignments/index.html")
     assert "FAIL the whole array sums to 1" in text
@@ -183,7 +181,6 @@ def test_overview_shows_a_check_rejecting_and_accepting(book):
     assert "All 4 checks passed." in text
 
 
-@pytest.mark.xdist_group("book")
 @pytest.mark.parametrize("name", PAGES)
 def test_built_pages_show_reference_results_but_no_starter_output(book, name):
     page = (book.html / f"{PAGES[name]}.html").read_text()

@@ -9,8 +9,6 @@ import yaml
 
 from conftest import ROOT
 
-pytestmark = pytest.mark.xdist_group("book")
-
 
 def toc_files() -> list[str]:
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())

@@ -23,8 +23,6 @@ from conftest import ROOT
 from test_book import toc_files
 from tools import mathjax
 
-pytestmark = pytest.mark.xdist_group("book")
-
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",

@@ -303,7 +303,6 @@ def test_partial_build_shows_left_out_chapters_as_text(tmp_path):
 # --- The real, full build ------------------------------------------------------------------------
 
 
-@pytest.mark.xdist_group("book")
 def test_syllabus_shows_the_course_data(book, course):
     assert book.ok, book.log[-3000:]
     page = book.html / "book" / "course" / "syllabus.html"
@@ -329,7 +328,6 @@ def test_syllabus_shows_the_course_data(book, course):
         assert person["role"] in text
 
 
-@pytest.mark.xdist_group("book")
 def test_home_page_lists_both_parts_with_links(book, course):
     assert book.ok, book.log[-3000:]
     page = book.html / "book" / "intro.html"

@@ -22,12 +22,10 @@ import jupytext
 import pytest
 import yaml
 
-from conftest import ROOT, jupyter_book, source_hash
+from conftest import ROOT, cached, jupyter_book, once_per_run
 
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
 import notebooks  # noqa: E402
-
-pytestmark = pytest.mark.xdist_group("book")
 
 PAGES = ["book/assignments/index", "book/assignments/a1", "book/assignments/a2",
          "book/assignments/a3"]
@@ -155,21 +153,12 @@ def stem(word: str) -> str:
 
 # --- the two builds ------------------------------------------------------------------------------
 
-def cache_root(tmp_path_factory) -> Path:
-    """Execution caches: fresh under CI, else kept in .cache and keyed on the library."""
-    if os.environ.get("CI"):
-        return tmp_path_factory.mktemp("solutions-cache")
-    current = ROOT / ".cache" / f"solutions-{source_hash()}"
-    for stale in (ROOT / ".cache").glob("solutions-*"):
-        if stale != current:
-            shutil.rmtree(stale, ignore_errors=True)
-    return current
-
-
-def build(tmp_path_factory, caches: Path, hide: bool):
+def build(run_dir: Path, caches: Path, hide: bool) -> str:
     """Build the reduced book into a fresh folder, with the flag set as given."""
     name = "hidden" if hide else "shown"
-    work = tmp_path_factory.mktemp(name)
+    work = run_dir / f"solutions-{name}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     sphinx = config["sphinx"]
     # Paths in local_extensions are relative to the configuration file, which now lives in
@@ -185,14 +174,20 @@ def build(tmp_path_factory, caches: Path, hide: bool):
     result = jupyter_book(ROOT, work / "out", "--config", str(work / "_config.yml"),
                           "--toc", str(work / "_toc.yml"))
     assert result.ok, result.log[-5000:]
-    return result.html
+    return str(result.html)
 
 
 @pytest.fixture(scope="module")
-def sites(tmp_path_factory):
-    caches = cache_root(tmp_path_factory)
-    return {"shown": build(tmp_path_factory, caches, hide=False),
-            "hidden": build(tmp_path_factory, caches, hide=True)}
+def sites(run_dir):
+    """Both builds, made once per test run; execution caches fresh under CI, else kept in
+    ``.cache`` and keyed on the library."""
+    def make() -> dict:
+        caches = run_dir / "solutions-cache" if os.environ.get("CI") else cached("solutions")
+        return {"shown": build(run_dir, caches, hide=False),
+                "hidden": build(run_dir, caches, hide=True)}
+
+    built = once_per_run(run_dir, "solution-sites", make)
+    return {name: Path(path) for name, path in built.items()}
 
 
 @pytest.fixture(scope="module")

@@ -157,7 +157,6 @@ def test_reading_list_groups_every_entry_once(bib):
     assert not unknown, f"entries without a reading-list group (lecture field): {unknown}"
 
 
-@pytest.mark.xdist_group("book")
 def test_reading_list_page_shows_each_entry_once(book, bib):
     assert book.ok, book.log[-3000:]
     html = (book.html / "book" / "reference" / "reading-list.html").read_text()

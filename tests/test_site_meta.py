@@ -27,14 +27,12 @@ def pins(path) -> dict[str, str]:
     return found
 
 
-@pytest.mark.xdist_group("book")
 def test_sitemap_lists_every_page(book):
     sitemap = (book.html / "sitemap.xml").read_text()
     for page in toc_files():
         assert f"<loc>{BASEURL}{page}.html</loc>" in sitemap, page
 
 
-@pytest.mark.xdist_group("book")
 @pytest.mark.parametrize("prop", ["og:title", "og:url", "og:image", "og:description"])
 def test_opengraph_tags_on_every_page(book, prop):
     for page in toc_files():
