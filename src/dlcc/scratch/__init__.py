@@ -2,11 +2,12 @@
 
 This package never imports torch, so that the first lectures run with numpy alone. Modules:
 ``layers`` and ``conv`` (forward/backward functions), ``gradcheck`` (numerical gradients),
-``mlp`` (a fully connected network), ``optim`` (optimisers and schedules), ``train`` (the loop)
-and ``data`` (small data sets).
+``mlp`` (a fully connected network), ``optim`` (optimisers and schedules), ``train`` (the loop),
+``data`` (small data sets), and for Part 2 ``rnn`` (recurrent cells, BPTT) and ``attention``.
 """
 
-from . import conv, data, gradcheck, layers, mlp, optim, train
+from . import attention, conv, data, gradcheck, layers, mlp, optim, rnn, train
 from .mlp import MLP
 
-__all__ = ["MLP", "conv", "data", "gradcheck", "layers", "mlp", "optim", "train"]
+__all__ = ["MLP", "attention", "conv", "data", "gradcheck", "layers", "mlp", "optim", "rnn",
+           "train"]

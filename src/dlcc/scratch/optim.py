@@ -178,3 +178,24 @@ def one_cycle_lr(step: int, lr_max: float, total_steps: int, pct_start: float = 
     else:
         start, end, pct = lr_max, lr_end, (step - peak) / (total_steps - 1 - peak)
     return end + (start - end) / 2 * (math.cos(math.pi * pct) + 1)
+
+
+def clip_grad_norm(grads: dict[str, np.ndarray], max_norm: float) -> float:
+    """Rescale every array of ``grads`` in place so that their global L2 norm is <= max_norm.
+
+    The global norm is sqrt(sum of squares over all arrays) (Lecture 9), as in PyTorch's
+    ``clip_grad_norm_``: one factor for all arrays keeps the update's direction. Returns the
+    norm before clipping.
+    """
+    if not isinstance(grads, dict) or not grads:
+        raise ValueError(f"grads must be a non-empty dict of gradient arrays, got {grads!r:.60}")
+    for key, g in grads.items():
+        _checks.float_array(f"grads[{key!r}]", g)
+    _checks.positive("max_norm", max_norm)
+    norm = math.sqrt(sum(float(np.sum(g * g)) for g in grads.values()))
+    if not math.isfinite(norm):
+        raise ValueError(f"grads have a non-finite global norm ({norm}); training has diverged")
+    if norm > max_norm:
+        for g in grads.values():
+            g *= max_norm / (norm + 1e-6)
+    return norm
