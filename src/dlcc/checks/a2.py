@@ -8,6 +8,8 @@ What the assignment asks for, and what each check gives it::
         gradients of y = A @ x @ B + relu(x), given grad_out = dL/dy
     MyDataset(images, labels, transform=None)             check_dataset
     MyMLP(in_features=3072, hidden=(512, 256), num_classes=10)   check_mlp
+    batchnorm_backward(dout, x, gamma, eps) -> (dx, dgamma, dbeta)   check_batchnorm_backward
+        training-mode batch norm of x (N, D), by hand
 
 Answers may be tensors or numpy arrays. Expected values are recomputed with torch.autograd.
 """
@@ -34,7 +36,8 @@ from ._report import (
     worst,
 )
 
-__all__ = ["check_quadratic_grad", "check_matmul_relu_grad", "check_dataset", "check_mlp"]
+__all__ = ["check_quadratic_grad", "check_matmul_relu_grad", "check_dataset", "check_mlp",
+           "check_batchnorm_backward"]
 
 
 def _np(value) -> np.ndarray | None:
@@ -408,4 +411,144 @@ def check_mlp(mlp_cls, *, quiet: bool = False) -> CheckResult:
                      f"sizes 3072 -> 512 -> 256 -> 10 give {full:,}")
     except StudentError as error:
         report.fail(f"{mlp_cls.__name__}() with its defaults {error}")
+    return report.finish(quiet)
+
+
+# --- batch-norm backward -----------------------------------------------------------------------
+
+def _batchnorm_case(seed: int = 0, n: int = 6, d: int = 4):
+    """x (n, d) with one low-variance feature, so that where eps goes matters."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)) * np.array([1.0, 2.0, 0.5, 0.003]) + rng.normal(size=d)
+    gamma = rng.uniform(0.5, 2.0, size=d)
+    return x, gamma, rng.normal(size=(n, d))
+
+
+def _batchnorm_variants(dout, x, gamma, eps):
+    """The right gradients and the ones realistic mistakes give, name -> (dx, dgamma, dbeta)."""
+    mean, var = x.mean(axis=0), x.var(axis=0)
+    inv_std = 1 / np.sqrt(var + eps)
+    x_hat = (x - mean) * inv_std
+    dbeta, dgamma = dout.sum(axis=0), (dout * x_hat).sum(axis=0)
+    g = dout * gamma
+    centred, along = g.mean(axis=0), (g * x_hat).mean(axis=0)
+    right = inv_std * (g - centred - x_hat * along)
+    n = len(x)
+    inv_unbiased = 1 / np.sqrt(var * n / (n - 1) + eps)
+    x_unbiased = (x - mean) * inv_unbiased
+    inv_eps_out = 1 / (np.sqrt(var) + eps)
+    x_eps_out = (x - mean) * inv_eps_out
+    return {
+        "right": (right, dgamma, dbeta),
+        "constants": (inv_std * g, dgamma, dbeta),
+        "no variance path": (inv_std * (g - centred), dgamma, dbeta),
+        "no mean path": (inv_std * (g - x_hat * along), dgamma, dbeta),
+        "no gamma": (inv_std * (dout - dout.mean(axis=0)
+                                - x_hat * (dout * x_hat).mean(axis=0)), dgamma, dbeta),
+        "unbiased": (inv_unbiased * (g - centred - x_unbiased * (g * x_unbiased).mean(axis=0)),
+                     (dout * x_unbiased).sum(axis=0), dbeta),
+        "eps outside": (inv_eps_out * (g - centred - x_eps_out * (g * x_eps_out).mean(axis=0)),
+                        (dout * x_eps_out).sum(axis=0), dbeta),
+        "sum not mean": (inv_std * (g - g.sum(axis=0) - x_hat * (g * x_hat).sum(axis=0)),
+                         dgamma, dbeta),
+    }
+
+
+_BATCHNORM_MISTAKES = {
+    "constants": "dx treats the batch mean and variance as constants (that is the gradient in "
+                 "eval mode); in training both depend on every x_i, which adds two terms: "
+                 "dx = inv_std * (g - mean(g) - x_hat * mean(g * x_hat)) with g = dout * gamma",
+    "no variance path": "dx misses the path through the batch variance: subtract "
+                        "x_hat * mean(g * x_hat) as well as mean(g), with g = dout * gamma",
+    "no mean path": "dx misses the path through the batch mean: subtract mean(g) as well, "
+                    "with g = dout * gamma",
+    "no gamma": "dx is missing the factor gamma: the upstream gradient of x_hat is "
+                "dout * gamma, not dout",
+    "unbiased": "the variance divides by N - 1: batch norm normalises with the biased batch "
+                "variance, mean((x - mu)**2), as x.var(axis=0) computes by default",
+    "eps outside": "eps sits outside the square root: batch norm divides by "
+                   "sqrt(var + eps), not sqrt(var) + eps",
+    "sum not mean": "dx subtracts sums over the batch where it needs means: divide "
+                    "sum(g) and sum(g * x_hat) by N",
+}
+
+
+def check_batchnorm_backward(batchnorm_backward, *, quiet: bool = False) -> CheckResult:
+    """Check ``batchnorm_backward(dout, x, gamma, eps=1e-5) -> (dx, dgamma, dbeta)``.
+
+    Training-mode batch norm of x (N, D) with the batch mean and the biased batch variance,
+    ``y = gamma * (x - mu) / sqrt(var + eps) + beta``; ``dout`` is dL/dy (N, D). Arguments
+    are float64 numpy arrays; answers may be arrays or tensors.
+    """
+    require_callable("check_batchnorm_backward", batchnorm_backward)
+    report = Report("check_batchnorm_backward")
+    x, gamma, dout = _batchnorm_case()
+    eps = 1e-5
+    originals = [a.copy() for a in (dout, x, gamma)]
+    try:
+        got, _ = call(batchnorm_backward, dout, x, gamma, eps)
+    except StudentError as error:
+        report.fail(f"batchnorm_backward {error}")
+        return report.finish(quiet)
+    triple = _pair(got, 3)
+    if triple is None:
+        report.fail(f"batchnorm_backward returned {shape_of(got)}; return three arrays "
+                    f"(dx, dgamma, dbeta)")
+        return report.finish(quiet)
+    dx, dgamma, dbeta = (_np(v) for v in triple)
+    variants = _batchnorm_variants(dout, x, gamma, eps)
+    right_dx, right_dgamma, right_dbeta = variants["right"]
+    n, d = x.shape
+    if dbeta is None or dbeta.shape != (d,):
+        across = dbeta is not None and dbeta.shape == (n,)
+        report.fail(f"dbeta has shape {shape_of(triple[2])}, expected ({d},), one entry per "
+                    f"feature" + (": sum over the batch (axis 0), not over the features"
+                                  if across else ""))
+    elif close(dbeta, right_dbeta):
+        report.ok("dbeta matches")
+    elif close(dbeta, right_dbeta / n):
+        report.fail("dbeta is averaged over the batch: the loss sums each sample's "
+                    "contribution, so sum dout over axis 0")
+    else:
+        report.fail(f"dbeta is wrong ({mismatch(dbeta, right_dbeta)}): it is dout summed "
+                    f"over the batch")
+    if dgamma is None or dgamma.shape != (d,):
+        report.fail(f"dgamma has shape {shape_of(triple[1])}, expected ({d},)")
+    elif close(dgamma, right_dgamma):
+        report.ok("dgamma matches")
+    elif close(dgamma, (dout * x).sum(axis=0)):
+        report.fail("dgamma uses x: gamma multiplies the normalised x_hat, so dgamma = "
+                    "sum(dout * x_hat) over the batch")
+    elif close(dgamma, right_dgamma / n):
+        report.fail("dgamma is averaged over the batch: sum dout * x_hat over axis 0")
+    elif close(dgamma, variants["unbiased"][1]):
+        report.fail(_BATCHNORM_MISTAKES["unbiased"])
+    elif close(dgamma, variants["eps outside"][1]):
+        report.fail(_BATCHNORM_MISTAKES["eps outside"])
+    else:
+        report.fail(f"dgamma is wrong ({mismatch(dgamma, right_dgamma)}): it is "
+                    f"sum(dout * x_hat) over the batch")
+    if dx is None or dx.shape != x.shape:
+        report.fail(f"dx has shape {shape_of(triple[0])}, expected {x.shape}, like x")
+    elif close(dx, right_dx):
+        report.ok("dx matches, including the paths through the batch mean and variance")
+    else:
+        for name, message in _BATCHNORM_MISTAKES.items():
+            if close(dx, variants[name][0]):
+                report.fail(message)
+                break
+        else:
+            if close(dx, -right_dx):
+                report.fail("dx has the wrong sign")
+            elif close(dx.sum(axis=0), 0, atol=1e-6):
+                report.fail(f"dx is wrong ({mismatch(dx, right_dx)}); its columns sum to 0 "
+                            f"as they should, so the mean path is right: check the "
+                            f"variance term, x_hat * mean(dout * gamma * x_hat)")
+            else:
+                report.fail(f"dx is wrong ({mismatch(dx, right_dx)}); the columns of the "
+                            f"right dx sum to 0, since shifting every x_i by the same amount "
+                            f"changes nothing after normalisation")
+    if any(not np.array_equal(a, o) for a, o in zip((dout, x, gamma), originals, strict=True)):
+        report.fail("batchnorm_backward changed dout, x or gamma in place: compute into new "
+                    "arrays")
     return report.finish(quiet)
