@@ -14,11 +14,15 @@ from ._common import count_parameters, init_weights
 from .cnn import LeNet5, SmallCNN, conv_bn_relu
 from .mlp import MLP
 from .resnet import PreActBlock, ResNet
+from .sequence import Conv1dNet, RecurrentNet
+from .transformer import GPT, Block, TransformerClassifier, ViT, sinusoidal_positions
 from .unet import UNet
 
 __all__ = [
     "MLP", "LeNet5", "SmallCNN", "ResNet", "PreActBlock", "UNet", "conv_bn_relu",
     "count_parameters", "init_weights", "MODELS", "build_model", "MLP_HIDDEN",
+    "RecurrentNet", "Conv1dNet", "TransformerClassifier", "GPT", "ViT", "Block",
+    "sinusoidal_positions",
 ]
 
 #: Hidden sizes of the MLP that ``build_model("mlp", ...)`` makes.
@@ -39,7 +43,16 @@ MODELS: dict[str, Callable[[int, int, tuple[int, int]], nn.Module]] = {
     "smallcnn-dw": lambda c, k, size: SmallCNN(c, k, depthwise=True),
     "resnet": lambda c, k, size: ResNet(c, k),
     "unet": lambda c, k, size: UNet(c, k),
+    "vit": lambda c, k, size: _vit(c, k, size),
 }
+
+
+def _vit(in_channels: int, num_classes: int, image_size: tuple[int, int]) -> nn.Module:
+    h, w = image_size
+    if h != w:
+        raise ValueError(f"the ViT needs square images, got {h}x{w}")
+    patch = next(p for p in (7, 8, 4, 2, 1) if h % p == 0)  # 28 -> 4x4 patches, 32 -> 4x4
+    return ViT(in_channels, num_classes, h, patch_size=patch)
 
 
 def build_model(name: str, *, in_channels: int, num_classes: int,
