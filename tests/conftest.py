@@ -1,25 +1,46 @@
-"""Shared fixtures: the built book, built once per test run however many xdist workers ask."""
+"""Shared fixtures, and the three jupyter-book builds of a test run.
+
+A run makes at most three builds, each once however many xdist workers ask, each in a process of
+its own started by the first test of the run that needs it, so it runs while the workers go on
+with the unit tests (which come first: tests that need a build are moved to the end):
+
+- ``book``: the whole book, strictly (``-W --keep-going``);
+- ``hidden_site``: the assignments with ``dlcc_hide_solutions: true``
+  (tests/test_hidden_solutions.py);
+- ``tiny_book``: ``tests/tiny_book``, a few pages that hold the course-data rendering, a partial
+  build and planted defects (tests/test_course.py, tests/test_guard_rails.py).
+"""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
-from collections.abc import Callable
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parents[1]
+TINY_BOOK = ROOT / "tests" / "tiny_book"
+JUPYTER_BOOK = str(Path(sys.executable).parent / "jupyter-book")
+BUILD_TIMEOUT = 3600
 
 # Everything that can change what the executed book contains without changing a cell's source:
 # jupyter-cache keys only on code cells, so the local cache is keyed on these as well.
 CACHE_KEY_INPUTS = ("src", "book/_ext", "requirements.txt", "pyproject.toml")
+
+# The pages of the hidden-solutions build (the solutions are on the assignments; the reading
+# list and glossary resolve their citations and terms).
+HIDDEN_PAGES = ["book/assignments/index", "book/assignments/a1", "book/assignments/a2",
+                "book/assignments/a3", "book/reference/reading-list", "book/reference/glossary"]
 
 
 @dataclass
@@ -32,14 +53,10 @@ class Build:
     def ok(self) -> bool:
         return self.returncode == 0
 
-
-def jupyter_book(source: Path, output: Path, *extra: str, timeout: int = 1800) -> Build:
-    """Run a strict ``jupyter-book build`` of ``source`` into ``output``."""
-    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(source),
-           "--path-output", str(output), "-W", "--keep-going", *extra]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(cmd, cwd=source, capture_output=True, text=True, timeout=timeout, env=env)
-    return Build(proc.returncode, proc.stdout + proc.stderr, output / "_build" / "html")
+    def warnings(self) -> list[str]:
+        """The build's own warnings (``file:line: WARNING: ...``), colours removed."""
+        lines = re.sub(r"\x1b\[[0-9;]*m", "", self.log).splitlines()
+        return [line for line in lines if "WARNING:" in line]
 
 
 def source_hash() -> str:
@@ -55,27 +72,6 @@ def source_hash() -> str:
     return digest.hexdigest()[:16]
 
 
-@pytest.fixture(scope="session")
-def run_dir(tmp_path_factory) -> Path:
-    """A folder shared by every xdist worker of this test run (each worker's own temporary
-    folder lies inside it)."""
-    base = tmp_path_factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-
-
-def once_per_run(run_dir: Path, name: str, make: Callable[[], dict]) -> dict:
-    """Call ``make`` on the first worker that asks; the others wait for it and read its result.
-
-    A lock rather than ``--dist loadgroup``: pytest-xdist 3.8 groups tests by rewriting
-    ``item._nodeid``, which pytest 9 no longer reads, so groups are spread over the workers.
-    """
-    record = run_dir / f"{name}.json"
-    with FileLock(run_dir / f"{name}.lock"):
-        if not record.exists():
-            record.write_text(json.dumps(make()))
-    return json.loads(record.read_text())
-
-
 def cached(name: str) -> Path:
     """``.cache/<name>-<hash of the library>``; folders for older hashes are removed."""
     current = ROOT / ".cache" / f"{name}-{source_hash()}"
@@ -85,19 +81,125 @@ def cached(name: str) -> Path:
     return current
 
 
+# --- The builds ----------------------------------------------------------------------------------
+
+
+def book_command(run_dir: Path) -> tuple[list[str], Path]:
+    """The whole book: cold under CI, else reusing the execution cache kept in ``.cache`` for
+    the current library source."""
+    output = run_dir / "book" if os.environ.get("CI") else cached("book")
+    return [JUPYTER_BOOK, "build", str(ROOT), "--path-output", str(output)], output
+
+
+def hidden_site_command(run_dir: Path) -> tuple[list[str], Path]:
+    """The assignments built as students get them, with temporary copies of ``_config.yml``
+    (``dlcc_hide_solutions: true``) and ``_toc.yml``."""
+    work = run_dir / "hidden-site"
+    work.mkdir(exist_ok=True)
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    sphinx = config["sphinx"]
+    # Paths in local_extensions are relative to the configuration file, which now lives in
+    # a temporary folder; every other path stays relative to the source folder, the root.
+    sphinx["local_extensions"] = {k: str(ROOT / v) for k, v in sphinx["local_extensions"].items()}
+    sphinx["config"]["dlcc_hide_solutions"] = True
+    caches = work if os.environ.get("CI") else cached("hidden-site")
+    config.setdefault("execute", {})["cache"] = str(caches / "execution-cache")
+    (work / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    toc = {"format": "jb-book", "root": "book/intro",
+           "chapters": [{"file": page} for page in HIDDEN_PAGES]}
+    (work / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
+    return [JUPYTER_BOOK, "build", str(ROOT), "--path-output", str(work / "out"),
+            "--config", str(work / "_config.yml"), "--toc", str(work / "_toc.yml")], work / "out"
+
+
+def tiny_book_command(run_dir: Path) -> tuple[list[str], Path]:
+    output = run_dir / "tiny-book"
+    return [JUPYTER_BOOK, "build", str(TINY_BOOK), "--path-output", str(output),
+            "--toc", str(TINY_BOOK / "_toc_partial.yml")], output
+
+
+BUILDS = {"book": book_command, "hidden_site": hidden_site_command, "tiny_book": tiny_book_command}
+_started: dict[str, subprocess.Popen] = {}
+
+
+def start(run_dir: Path, name: str) -> None:
+    """Start build ``name`` (strict: ``-W --keep-going``) unless a worker of this run has.
+    ``command[2]``, the book's source folder, is the build's working folder."""
+    with FileLock(run_dir / f"{name}.lock"):
+        if (run_dir / f"{name}.started").exists():
+            return
+        command, output = BUILDS[name](run_dir)
+        command += ["-W", "--keep-going"]
+        output.mkdir(parents=True, exist_ok=True)
+        log = output / "build.log"
+        # The shell records the exit status once the build ends, for whichever worker waits.
+        script = '"$@" > "$LOG" 2>&1; echo $? > "$RC"'
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "LOG": str(log),
+               "RC": str(run_dir / f"{name}.rc")}
+        _started[name] = subprocess.Popen(["sh", "-c", script, "sh", *command], env=env,
+                                          cwd=command[2], stdin=subprocess.DEVNULL,
+                                          start_new_session=True)
+        (run_dir / f"{name}.started").write_text(str(output))
+
+
+def wait(run_dir: Path, name: str) -> Build:
+    start(run_dir, name)
+    rc = run_dir / f"{name}.rc"
+    deadline = time.monotonic() + BUILD_TIMEOUT
+    while not (rc.exists() and rc.read_text().strip()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"the {name} build did not finish in {BUILD_TIMEOUT} s")
+        time.sleep(1)
+    output = Path((run_dir / f"{name}.started").read_text())
+    return Build(int(rc.read_text()), (output / "build.log").read_text(),
+                 output / "_build" / "html")
+
+
+def needs(item: pytest.Item) -> list[str]:
+    return [name for name in BUILDS if name in item.fixturenames]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Unit tests first, then the tiny book's, then the full builds': every worker stays busy
+    while the builds run (the same order on every worker, as xdist requires)."""
+    items.sort(key=lambda item: 2 if {"book", "hidden_site"} & set(needs(item))
+               else 1 if needs(item) else 0)
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory) -> Path:
+    """A folder shared by every xdist worker of this test run (each worker's own temporary
+    folder lies inside it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session", autouse=True)
+def start_builds(request, run_dir):
+    """At the first test of each worker: start the builds that the selected tests need. At the
+    end, wait for the builds this worker started (or stop them if the run was interrupted)."""
+    for name in dict.fromkeys(n for item in request.session.items for n in needs(item)):
+        start(run_dir, name)
+    yield
+    for process in _started.values():
+        if request.session.shouldstop or request.session.shouldfail:
+            os.killpg(process.pid, signal.SIGTERM)
+        process.wait()
+
+
 @pytest.fixture(scope="session")
 def book(run_dir) -> Build:
-    """The whole book, built strictly: cold under CI, else reusing the execution cache kept in
-    ``.cache`` for the current library source."""
-    def make() -> dict:
-        output = run_dir / "book" if os.environ.get("CI") else cached("book")
-        build = jupyter_book(ROOT, output)
-        build.html.parent.mkdir(parents=True, exist_ok=True)
-        (build.html.parent / "build.log").write_text(build.log)
-        return {"returncode": build.returncode, "log": build.log, "html": str(build.html)}
+    return wait(run_dir, "book")
 
-    done = once_per_run(run_dir, "book", make)
-    return Build(done["returncode"], done["log"], Path(done["html"]))
+
+@pytest.fixture(scope="session")
+def hidden_site(run_dir) -> Build:
+    return wait(run_dir, "hidden_site")
+
+
+@pytest.fixture(scope="session")
+def tiny_book(run_dir) -> Build:
+    return wait(run_dir, "tiny_book")
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,8 @@
 """The course data file (book/_data/course.yml) and the pages it feeds (book/_ext/course_data.py).
 
 The real file must validate and state the course's rules; a broken file must stop the build
-with a message naming the field (unit checks on the loader, then tiny scratch books built with
-the extension); the built syllabus and home page must show the data.
+with a message naming the field (unit checks on the loader and on the build's handler); the
+shared tiny book (tests/tiny_book) and the built syllabus and home page must show the data.
 """
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ import importlib
 import posixpath
 import re
 import sys
-import textwrap
 from html import unescape
+from types import SimpleNamespace
 
 import pytest
 import yaml
+from sphinx.errors import ConfigError
 
-from conftest import ROOT, jupyter_book
+from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
 course_data = importlib.import_module("course_data")
@@ -127,15 +128,34 @@ def _set(path, value):
 
 
 BROKEN = {
-    "missing offering start": (_delete(["offering", "start"]), "offering.start: missing"),
+    # the form (the schema)
+    "missing offering start": (_delete(["offering", "start"]),
+                               "offering: 'start' is a required property"),
     "missing lecture time": (_delete(["meetings", "lecture", "time"]),
-                             "meetings.lecture.time: missing"),
-    "no instructors": (_delete(["instructors"]), "instructors: missing"),
-    "missing lecture page": (_delete(["lectures", 3, "page"]), "lectures[3].page: missing"),
+                             "meetings.lecture: 'time' is a required property"),
+    "no instructors": (_delete(["instructors"]), "(file): 'instructors' is a required property"),
+    "empty instructors": (_set(["instructors"], []), "instructors: [] should be non-empty"),
+    "missing lecture page": (_delete(["lectures", 3, "page"]),
+                             "lectures[3]: 'page' is a required property"),
+    "misspelt field": (_set(["assignments", 0, "solution"], "2026-10-23"),
+                       "assignments[0]: Additional properties are not allowed "
+                       "('solution' was unexpected)"),
     "impossible date": (_set(["schedule", 2, "date"], "2026-13-40"),
-                        "schedule[2].date: '2026-13-40' is not a date in YYYY-MM-DD form"),
+                        "schedule[2].date: '2026-13-40' is not a 'date' (write dates as "
+                        "YYYY-MM-DD)"),
     "unpadded date": (_set(["assignments", 0, "release"], "2026-10-9"),
-                      "assignments[0].release: '2026-10-9' is not a date"),
+                      "assignments[0].release: '2026-10-9' is not a 'date'"),
+    "time read as a number": (_set(["meetings", "lecture", "time"], 840),
+                              "meetings.lecture.time: 840 is not of type 'string'"),
+    "blank name": (_set(["offering", "name"], "  "), "offering.name: '  ' does not match"),
+    "wrong weekday name": (_set(["meetings", "office_hour", "day"], "Fryday"),
+                           "meetings.office_hour.day: 'Fryday' is not one of ['Monday'"),
+    "minutes as text": (_set(["meetings", "lecture", "minutes"], "ninety"),
+                        "meetings.lecture.minutes: 'ninety' is not of type 'integer'"),
+    "part 3": (_set(["lectures", 0, "part"], 3), "lectures[0].part: 3 is not one of [1, 2]"),
+    "week off without a note": (_delete(["schedule", 9, "note"]),
+                                "schedule[9]: 'note' is a required property"),
+    # the rules between fields
     "lecture on the wrong day": (_set(["schedule", 0, "date"], "2026-09-10"),
                                  "schedule[0].date: 2026-09-10 is a Thursday, not a Wednesday"),
     "weeks out of order": (_set(["schedule", 3, "date"], "2026-09-16"),
@@ -148,12 +168,12 @@ BROKEN = {
                                  "assignments[1].solutions: 2026-10-16 is not after the release"),
     "unknown lecture": (_set(["schedule", 1, "lecture"], "L99"),
                         "schedule[1].lecture: 'L99' is not the id of any entry in lectures"),
+    "lecture scheduled twice": (_set(["schedule", 1, "lecture"], "P"),
+                                "schedule[1].lecture: 'P' is scheduled twice"),
     "page that does not exist": (_set(["lectures", 0, "page"], "book/part1/nowhere"),
                                  "lectures[0].page: book/part1/nowhere.md does not exist"),
-    "wrong weekday name": (_set(["meetings", "office_hour", "day"], "Fryday"),
-                           "meetings.office_hour.day: 'Fryday' is not a day of the week"),
-    "minutes as text": (_set(["meetings", "lecture", "minutes"], "ninety"),
-                        "meetings.lecture.minutes: expected a positive whole number"),
+    "end before start": (_set(["offering", "end"], "2026-01-01"),
+                         "offering.end: 2026-01-01 is before offering.start 2026-09-09"),
 }
 
 
@@ -166,6 +186,16 @@ def test_broken_data_is_reported_by_field(tmp_path, case):
     assert str(tmp_path / "course.yml") in str(error.value)
 
 
+def test_every_problem_is_listed(tmp_path):
+    def mutate(data):
+        del data["offering"]["start"]
+        data["schedule"][2]["date"] = "2026-13-40"
+
+    with pytest.raises(course_data.CourseDataError) as error:
+        load_mutated(tmp_path, mutate)
+    assert len(error.value.problems) == 2 and "2 problems" in str(error.value)
+
+
 def test_unreadable_yaml_is_reported(tmp_path):
     path = tmp_path / "course.yml"
     path.write_text("offering: [unclosed\n")
@@ -173,89 +203,50 @@ def test_unreadable_yaml_is_reported(tmp_path):
         course_data.load(path)
 
 
-# --- Tiny scratch books built with the extension -------------------------------------------------
-
-TINY_COURSE = textwrap.dedent("""\
-    offering: {name: "Tiny offering 2030", start: 2030-01-02, end: 2030-01-18,
-               timezone: "UTC", description: "a scratch offering"}
-    meetings:
-      lecture: {day: Wednesday, time: "10:00-11:30", minutes: 90, place: "<room>"}
-      office_hour: {day: Friday, time: "10:00-11:00", minutes: 60, place: "<room>"}
-    instructors:
-      - {name: "Course instructor", role: "Lectures"}
-    contact: {email: "<address>", questions: "https://example.org/forum"}
-    origin: {creator: "Hui Xue", institution: "NHLBI", website: "https://example.org",
-             offerings: "2021 and 2022"}
-    lectures:
-      - {id: L1, part: 1, title: "First lecture", page: lecture1}
-      - {id: L2, part: 2, title: "Second lecture", page: lecture2}
-    assignments:
-      - {id: A1, title: "First assignment", page: a1, after: L1, release: 2030-01-04,
-         solutions: 2030-01-18}
-    schedule:
-      - {date: 2030-01-02, lecture: L1, office_hour: "Setup clinic"}
-      - {date: 2030-01-09, lecture: none, note: "No lecture", office_hour: "Questions"}
-      - {date: 2030-01-16, lecture: L2, office_hour: "Walk-through"}
-    """)
-TINY_CONFIG = textwrap.dedent(f"""\
-    title: Course data
-    only_build_toc_files: true
-    execute:
-      execute_notebooks: "off"
-    parse:
-      myst_enable_extensions: [colon_fence, deflist, substitution]
-    sphinx:
-      local_extensions:
-        course_data: {ROOT / "book" / "_ext"}
-      config:
-        course_data_file: _data/course.yml
-    """)
-TINY_INDEX = textwrap.dedent("""\
-    # Tiny course
-
-    Lectures are on {{ course_lecture_day }}s at {{ course_lecture_time }}, starting
-    {{ course_start }}. Part 1 runs {{ course_part1_dates }}.
-
-    ```{course-lectures}
-    :part: 1
-    ```
-
-    ```{course-schedule}
-    ```
-
-    ```{course-assignments}
-    ```
-
-    ```{course-instructors}
-    ```
-    """)
-TINY_TOC = ("format: jb-book\nroot: index\nchapters:\n"
-            "  - file: lecture1\n  - file: lecture2\n  - file: a1\n")
+def test_a_bad_file_stops_the_build_naming_the_file_and_field(tmp_path):
+    """What the build does at config-inited with a broken file: a ConfigError (Sphinx stops
+    before reading any page) naming the file and each field."""
+    (tmp_path / "_data").mkdir()
+    data = raw()
+    data["offering"]["timezone"] = ""
+    (tmp_path / "_data" / "course.yml").write_text(yaml.safe_dump(data, sort_keys=False))
+    app = SimpleNamespace(confdir=str(tmp_path))
+    config = SimpleNamespace(course_data_file="_data/course.yml", myst_substitutions={})
+    with pytest.raises(ConfigError) as error:
+        course_data._read_course(app, config)
+    assert str(error.value).startswith("_data/course.yml: the course data file is not valid")
+    assert "offering.timezone: '' does not match" in str(error.value)
 
 
-def tiny_book(path, course=TINY_COURSE, index=TINY_INDEX):
-    path.mkdir()
-    (path / "_data").mkdir()
-    (path / "_data" / "course.yml").write_text(course)
-    (path / "_config.yml").write_text(TINY_CONFIG)
-    (path / "_toc.yml").write_text(TINY_TOC)
-    (path / "index.md").write_text(index)
-    for name, title in (("lecture1", "First lecture"), ("lecture2", "Second lecture"),
-                        ("a1", "First assignment")):
-        (path / f"{name}.md").write_text(f"# {title}\n\nText.\n")
-    return path
+def test_left_out_chapters_are_text_and_unknown_pages_stay_errors():
+    """In a partial build, a {doc} link to a chapter of the real _toc.yml that the build left
+    out becomes its text; a page in no table of contents is left to Sphinx (a warning)."""
+    app = SimpleNamespace(course_toc_pages={"book/part1/l2-training", "book/intro"})
+    env = SimpleNamespace(found_docs={"book/intro"})
+    text = object()
+
+    def resolve(target, reftype="doc"):
+        node = {"reftype": reftype, "reftarget": target, "refdoc": "book/part1/l1-neural-networks"}
+        return course_data._leave_out_skipped_pages(app, env, node, text)
+
+    assert resolve("l2-training") is text
+    assert resolve("/book/part1/l2-training.md") is text
+    assert resolve("no-such-page") is None
+    assert resolve("../intro") is None  # in the build: Sphinx resolves it
+    assert resolve("l2-training", reftype="ref") is None
+
+
+# --- The shared tiny book: the data rendered by a real build -------------------------------------
 
 
 def text_of(html_file) -> str:
     return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html_file.read_text())))
 
 
-def test_tiny_book_renders_the_data(tmp_path):
-    build = jupyter_book(tiny_book(tmp_path / "book"), tmp_path / "out")
-    assert build.ok, build.log[-3000:]
-    assert "WARNING:" not in build.log
-    html = (build.html / "index.html").read_text()
-    text = text_of(build.html / "index.html")
+def test_tiny_book_renders_the_data(tiny_book):
+    assert not [w for w in tiny_book.warnings() if "/tiny_book/index.md" in w]
+    html = (tiny_book.html / "index.html").read_text()
+    text = text_of(tiny_book.html / "index.html")
     assert "Lectures are on Wednesdays at 10:00-11:30, starting Wednesday 2 January 2030" in text
     assert "Part 1 runs 2 January to 11 January 2030" in text
     assert "Wed 2 Jan: L1 First lecture" in text and "Fri 4 Jan: Setup clinic" in text
@@ -266,38 +257,14 @@ def test_tiny_book_renders_the_data(tmp_path):
     assert not UNREPLACED.search(text)
 
 
-def test_tiny_book_missing_field_is_a_build_error(tmp_path):
-    broken = TINY_COURSE.replace(' start: 2030-01-02,', '')
-    build = jupyter_book(tiny_book(tmp_path / "book", course=broken), tmp_path / "out")
-    assert not build.ok, "the build passed without offering.start"
-    assert "_data/course.yml" in build.log
-    assert "offering.start: missing" in build.log
-    assert not (build.html / "index.html").exists(), "a page was published anyway"
-
-
-def test_tiny_book_bad_date_is_a_build_error(tmp_path):
-    broken = TINY_COURSE.replace("release: 2030-01-04", "release: 2030-02-30")
-    build = jupyter_book(tiny_book(tmp_path / "book", course=broken), tmp_path / "out")
-    assert not build.ok, "the build passed with 2030-02-30"
-    assert "assignments[0].release: '2030-02-30' is not a date in YYYY-MM-DD form" in build.log
-
-
-def test_partial_build_shows_left_out_chapters_as_text(tmp_path):
-    """Like scripts/build_pages.py: a chapter of the real _toc.yml left out of a partial build
-    is plain text, not a warning; a link to a page that is in no table of contents still
-    fails the build."""
-    book = tiny_book(tmp_path / "book", index=TINY_INDEX + "\nSee {doc}`lecture2`.\n")
-    partial = tmp_path / "partial.yml"
-    partial.write_text("format: jb-book\nroot: index\nchapters:\n  - file: lecture1\n")
-    build = jupyter_book(book, tmp_path / "out", "--toc", str(partial))
-    assert build.ok, build.log[-3000:]
-    text = text_of(build.html / "index.html")
-    assert "See lecture2" in text and "Second lecture" in text
-    assert 'href="lecture2.html"' not in (build.html / "index.html").read_text()
-
-    (book / "index.md").write_text(TINY_INDEX + "\nSee {doc}`no-such-page`.\n")
-    build = jupyter_book(book, tmp_path / "out2", "--toc", str(partial))
-    assert not build.ok and "no-such-page" in build.log
+def test_tiny_book_partial_build_shows_left_out_chapters_as_text(tiny_book):
+    """Built with _toc_partial.yml, which leaves out lecture2: its links are plain text, while a
+    link to a page in no table of contents still fails the build."""
+    html = (tiny_book.html / "index.html").read_text()
+    text = text_of(tiny_book.html / "index.html")
+    assert "See lecture2" in text and "L2 Second lecture" in text
+    assert 'href="lecture2.html"' not in html
+    assert any("unknown document: 'no-such-page'" in w for w in tiny_book.warnings())
 
 
 # --- The real, full build ------------------------------------------------------------------------

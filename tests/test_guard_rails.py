@@ -1,69 +1,51 @@
-"""Planted defects: each one must make the strict build fail (on a scratch copy of a tiny book)."""
+"""Planted defects: each one must fail the strict build with its own warning.
+
+The defects sit one per page in the shared tiny book (tests/tiny_book, built once per run with
+``-W --keep-going``, so every page reports its own warnings); a clean executed page beside them
+must build without any.
+"""
 
 from __future__ import annotations
 
 import re
-import textwrap
 
 import pytest
 
-from conftest import jupyter_book
-
-CONFIG = """\
-title: Guard rails
-execute:
-  execute_notebooks: force
-only_build_toc_files: true
-"""
-TOC = "format: jb-book\nroot: index\nchapters:\n  - file: chapter\n"
-FRONT = textwrap.dedent("""\
-    ---
-    jupytext:
-      text_representation:
-        format_name: myst
-    kernelspec:
-      display_name: Python 3
-      language: python
-      name: python3
-    ---
-    """)
-GOOD_CHAPTER = FRONT + textwrap.dedent("""
-    (sec-good)=
-    # Chapter
-
-    ```{code-cell} ipython3
-    from myst_nb import glue
-    glue("answer", 42, display=False)
-    ```
-
-    The answer is {glue:text}`answer` and {ref}`sec-good` links here.
-    """)
-
 DEFECTS = {
-    "raising cell": GOOD_CHAPTER.replace("glue(\"answer\", 42", "1 / 0\nglue(\"answer\", 42"),
-    "broken cross-reference": GOOD_CHAPTER.replace("{ref}`sec-good`", "{ref}`sec-missing`"),
-    "missing glue key": GOOD_CHAPTER.replace("{glue:text}`answer`", "{glue:text}`no_such_key`"),
+    "raising-cell": "Executing notebook failed",
+    "broken-xref": "undefined label: 'sec-missing'",
+    "missing-glue": "No key 'no_such_key' found in glue data",
 }
+CLEAN = ["index", "lecture1", "a1", "glue"]
 
 
-def make_book(path, chapter: str):
-    path.mkdir()
-    (path / "_config.yml").write_text(CONFIG)
-    (path / "_toc.yml").write_text(TOC)
-    (path / "index.md").write_text("# Guard rails\n\nA tiny book.\n")
-    (path / "chapter.md").write_text(chapter)
-    return path
+def warnings_of(build, page: str) -> list[str]:
+    return [line for line in build.warnings() if f"/tiny_book/{page}.md" in line]
 
 
-def test_clean_tiny_book_builds(tmp_path):
-    build = jupyter_book(make_book(tmp_path / "book", GOOD_CHAPTER), tmp_path / "out")
-    assert build.ok, build.log[-3000:]
-    text = re.sub(r"<[^>]+>", "", (build.html / "chapter.html").read_text())
+def test_strict_build_fails(tiny_book):
+    assert not tiny_book.ok, "the strict build passed despite the planted defects"
+
+
+@pytest.mark.parametrize("page", DEFECTS)
+def test_planted_defect_is_reported(tiny_book, page):
+    found = warnings_of(tiny_book, page)
+    assert any(DEFECTS[page] in line for line in found), (
+        f"no {DEFECTS[page]!r} warning for {page}.md; its warnings: {found}")
+
+
+@pytest.mark.parametrize("page", CLEAN)
+def test_clean_page_builds_without_warnings(tiny_book, page):
+    assert not warnings_of(tiny_book, page)
+    assert (tiny_book.html / f"{page}.html").is_file(), tiny_book.log[-3000:]
+
+
+def test_glue_and_references_work_on_the_clean_page(tiny_book):
+    text = re.sub(r"<[^>]+>", "", (tiny_book.html / "glue.html").read_text())
     assert "The answer is 42" in text
 
 
-@pytest.mark.parametrize("defect", DEFECTS)
-def test_planted_defect_fails_strict_build(tmp_path, defect):
-    build = jupyter_book(make_book(tmp_path / "book", DEFECTS[defect]), tmp_path / "out")
-    assert not build.ok, f"the strict build passed despite a {defect}"
-    assert "WARNING:" in build.log
+def test_every_warning_belongs_to_a_defect(tiny_book):
+    pages = [re.search(r"/tiny_book/([\w-]+)\.md", line) for line in tiny_book.warnings()
+             if "[IPKernelApp]" not in line]
+    assert pages and all(p and p[1] in DEFECTS for p in pages), tiny_book.warnings()

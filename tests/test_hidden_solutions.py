@@ -1,20 +1,19 @@
 """``dlcc_hide_solutions: true`` leaves no solution in the built site or its notebooks.
 
-A reduced book (home, the assignments, reading list, glossary) is built twice with temporary
-copies of ``_config.yml``: once showing solutions, once hiding them. The probes are taken from
-the assignment sources: the ``# SOLUTION`` marker and distinctive lines of every cell tagged
-``solution``, a plain-text phrase from every ``{solution}`` block, and the words that only
-solutions use. Every probe must appear in the normal build (so this test can fail) and none in
-any file of the hidden build: HTML, the search index, exported notebooks, everything.
+The whole book (the strict build of tests/test_book.py) shows the solutions; a reduced book
+(home, the assignments, reading list, glossary) is built with them hidden (``hidden_site`` in
+conftest.py). The probes are taken from the assignment sources: the ``# SOLUTION`` marker and
+distinctive lines of every cell tagged ``solution``, a plain-text phrase from every
+``{solution}`` block, and the words that only solutions use. Every probe must appear in the
+assignments of the whole book (so this test can fail) and none in any file of the hidden build:
+HTML, the search index, exported notebooks, everything.
 """
 
 from __future__ import annotations
 
 import html
 import json
-import os
 import re
-import shutil
 import sys
 from pathlib import Path
 
@@ -22,15 +21,14 @@ import jupytext
 import pytest
 import yaml
 
-from conftest import ROOT, cached, jupyter_book, once_per_run
+from conftest import HIDDEN_PAGES, ROOT
 
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
 import notebooks  # noqa: E402
 
-PAGES = ["book/assignments/index", "book/assignments/a1", "book/assignments/a2",
-         "book/assignments/a3"]
+PAGES = [page for page in HIDDEN_PAGES if page.startswith("book/assignments/")]
 ASSIGNMENTS = PAGES[1:]
-OTHERS = ["book/reference/reading-list", "book/reference/glossary"]
+OTHERS = [page for page in HIDDEN_PAGES if page not in PAGES]
 MARKER = "# SOLUTION"
 SOLUTION_BLOCK = re.compile(r"^:::\{solution\}[^\n]*\n(.*?)^:::[ \t]*$", re.M | re.S)
 
@@ -129,20 +127,28 @@ def strings(value) -> list[str]:
     return []
 
 
-def site_texts(html_dir: Path) -> dict[str, str]:
+def site_texts(html_dir: Path, only: str = "") -> dict[str, str]:
+    """The text of each file whose path contains ``only``."""
     texts = {}
     for path in sorted(html_dir.rglob("*")):
-        if path.is_file():
+        if path.is_file() and only in str(path.relative_to(html_dir)):
             text = file_text(path)
             if text is not None:
                 texts[str(path.relative_to(html_dir))] = text
     return texts
 
 
-def search_terms(html_dir: Path) -> set[str]:
+def search_terms(html_dir: Path, pages: list[str] | None = None) -> set[str]:
+    """The search index's terms that point to one of ``pages`` (to any page if None)."""
     index = (html_dir / "searchindex.js").read_text()
     data = json.loads(index[index.index("(") + 1:index.rindex(")")])
-    return set(data["terms"]) | set(data.get("titleterms", {}))
+    wanted = {i for i, name in enumerate(data["docnames"]) if pages is None or name in pages}
+    found = set()
+    for terms in (data["terms"], data.get("titleterms", {})):
+        for term, docs in terms.items():
+            if wanted & ({docs} if isinstance(docs, int) else set(docs)):
+                found.add(term)
+    return found
 
 
 def stem(word: str) -> str:
@@ -151,48 +157,21 @@ def stem(word: str) -> str:
     return SearchEnglish({}).stem(word)
 
 
-# --- the two builds ------------------------------------------------------------------------------
-
-def build(run_dir: Path, caches: Path, hide: bool) -> str:
-    """Build the reduced book into a fresh folder, with the flag set as given."""
-    name = "hidden" if hide else "shown"
-    work = run_dir / f"solutions-{name}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
-    config = yaml.safe_load((ROOT / "_config.yml").read_text())
-    sphinx = config["sphinx"]
-    # Paths in local_extensions are relative to the configuration file, which now lives in
-    # a temporary folder; every other path stays relative to the source folder, the root.
-    sphinx["local_extensions"] = {k: str(ROOT / v) for k, v in sphinx["local_extensions"].items()}
-    sphinx["config"]["dlcc_hide_solutions"] = hide
-    config.setdefault("execute", {})["cache"] = str(caches / f"{name}-cache")
-    (work / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    toc = {"format": "jb-book", "root": "book/intro",
-           "parts": [{"caption": "Assignments", "chapters": [{"file": p} for p in PAGES]},
-                     {"caption": "Reference", "chapters": [{"file": p} for p in OTHERS]}]}
-    (work / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
-    result = jupyter_book(ROOT, work / "out", "--config", str(work / "_config.yml"),
-                          "--toc", str(work / "_toc.yml"))
-    assert result.ok, result.log[-5000:]
-    return str(result.html)
-
+# --- the two sites ------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def sites(run_dir):
-    """Both builds, made once per test run; execution caches fresh under CI, else kept in
-    ``.cache`` and keyed on the library."""
-    def make() -> dict:
-        caches = run_dir / "solutions-cache" if os.environ.get("CI") else cached("solutions")
-        return {"shown": build(run_dir, caches, hide=False),
-                "hidden": build(run_dir, caches, hide=True)}
-
-    built = once_per_run(run_dir, "solution-sites", make)
-    return {name: Path(path) for name, path in built.items()}
+def sites(book, hidden_site):
+    """The whole book (solutions shown) and the assignments built with them hidden."""
+    assert book.ok, book.log[-5000:]
+    assert hidden_site.ok, hidden_site.log[-5000:]
+    return {"shown": book.html, "hidden": hidden_site.html}
 
 
 @pytest.fixture(scope="module")
 def texts(sites):
-    return {name: site_texts(path) for name, path in sites.items()}
+    """Every file of the hidden site; of the whole book, the assignments' files."""
+    return {"shown": site_texts(sites["shown"], only="assignments"),
+            "hidden": site_texts(sites["hidden"])}
 
 
 def probes() -> list[tuple[str, str]]:
@@ -234,7 +213,8 @@ def test_hidden_site_has_no_solution_text_or_code(texts):
 
 def test_search_index_has_no_solution_words(sites):
     stems = solution_only_stems()
-    shown, hidden = search_terms(sites["shown"]), search_terms(sites["hidden"])
+    shown = search_terms(sites["shown"], PAGES)
+    hidden = search_terms(sites["hidden"])
     assert len(stems & shown) >= 0.8 * len(stems), "solution words missing from the index"
     assert not stems & hidden, f"solution words in the hidden search index: {stems & hidden}"
 

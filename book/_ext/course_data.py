@@ -4,9 +4,11 @@ An instructor preparing a new offering edits ``book/_data/course.yml`` (offering
 dates, meeting times and places, instructors, contact, lectures, assignments, the weekly
 schedule) and nothing else. This extension:
 
-- reads and checks the file at ``config-inited``: a missing field, a date that is not
-  ``YYYY-MM-DD``, a lecture on the wrong weekday, dates out of order or an assignment released
-  outside the offering stop the build with a ``ConfigError`` that names the file and the field;
+- reads and checks the file at ``config-inited``, first its form against a JSON Schema
+  (:data:`SCHEMA`: a missing or misspelt field, a date that is not ``YYYY-MM-DD``), then the
+  course's rules (a lecture on the wrong weekday, dates out of order, an assignment released
+  outside the offering); any problem stops the build with a ``ConfigError`` that names the file
+  and each field by its path, such as ``schedule[3].date``;
 - registers MyST substitutions, ``{{ course_name }}``, ``{{ course_lecture_time }}`` and so on
   (see :func:`substitutions`), for facts used in running text;
 - adds directives that render the lists and tables: ``course-lectures`` (``:part: 1``),
@@ -27,6 +29,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 from docutils import nodes
 from docutils.parsers.rst import directives
@@ -50,8 +53,7 @@ class CourseDataError(ValueError):
 
 
 class _Loader(yaml.SafeLoader):
-    """A YAML loader that keeps dates as text, so that a bad date is reported by field name
-    instead of failing inside the YAML parser."""
+    """A YAML loader that keeps dates as text, so that the schema checks their form."""
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -60,68 +62,54 @@ _Loader.yaml_implicit_resolvers = {
 }
 
 
-# --- Reading and checking ------------------------------------------------------------------------
+# --- The form of the file: a JSON Schema ---------------------------------------------------------
 
 
-class _Checker:
-    def __init__(self):
-        self.problems: list[str] = []
+def _record(required: dict, optional: dict | None = None, **extra) -> dict:
+    """An object with these fields and no others (a misspelt field is an error, not ignored)."""
+    return {"type": "object", "required": list(required), "additionalProperties": False,
+            "properties": {**required, **(optional or {})}, **extra}
 
-    def fail(self, where: str, what: str) -> None:
-        self.problems.append(f"{where}: {what}")
 
-    def mapping(self, data: Any, where: str) -> dict:
-        if not isinstance(data, dict):
-            self.fail(where, "missing" if data is None else "expected a mapping of fields")
-            return {}
-        return data
+def _list(item: dict) -> dict:
+    return {"type": "array", "minItems": 1, "items": item}
 
-    def items(self, data: dict, key: str, where: str) -> list:
-        value = data.get(key)
-        if not isinstance(value, list) or not value:
-            self.fail(f"{where}{key}", "missing" if value is None else "expected a non-empty list")
-            return []
-        return value
 
-    def text(self, data: dict, key: str, where: str, optional: bool = False) -> str | None:
-        value = data.get(key)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            if not optional:
-                self.fail(f"{where}{key}", "missing")
-            return None
-        if isinstance(value, (dict, list)):
-            self.fail(f"{where}{key}", "expected a single value")
-            return None
-        return str(value).strip()
+TEXT = {"type": "string", "pattern": r"\S"}
+DATE = {"type": "string", "format": "date"}
+MEETING = _record({"day": {"enum": list(WEEKDAYS)}, "time": TEXT,
+                   "minutes": {"type": "integer", "minimum": 1}, "place": TEXT})
+SCHEMA = _record({
+    "offering": _record({"name": TEXT, "start": DATE, "end": DATE, "timezone": TEXT},
+                        {"description": TEXT, "registration": TEXT}),
+    "meetings": _record({"lecture": MEETING, "office_hour": MEETING}),
+    "instructors": _list(_record({"name": TEXT, "role": TEXT}, {"email": TEXT})),
+    "contact": _record({"email": TEXT, "questions": TEXT}, {"issues": TEXT}),
+    "origin": _record({key: TEXT for key in ("creator", "institution", "website", "offerings")}),
+    "lectures": _list(_record({"id": TEXT, "part": {"enum": [1, 2]}, "title": TEXT,
+                               "page": TEXT})),
+    "assignments": _list(_record({key: TEXT for key in ("id", "title", "page", "after")}
+                                 | {"release": DATE, "solutions": DATE})),
+    # A week without a lecture says why in its note.
+    "schedule": _list(_record({"date": DATE, "lecture": TEXT, "office_hour": TEXT}, {"note": TEXT},
+                              **{"if": {"properties": {"lecture": {"const": NO_LECTURE}}},
+                                 "then": {"required": ["note"]}})),
+})
+VALIDATOR = jsonschema.Draft202012Validator(
+    SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
 
-    def integer(self, data: dict, key: str, where: str) -> int | None:
-        value = data.get(key)
-        if value is None:
-            self.fail(f"{where}{key}", "missing")
-        elif isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            self.fail(f"{where}{key}", f"expected a positive whole number, got {value!r}")
-        else:
-            return value
-        return None
 
-    def date(self, data: dict, key: str, where: str) -> dt.date | None:
-        value = self.text(data, key, where)
-        if value is None:
-            return None
-        try:
-            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-                raise ValueError
-            return dt.date.fromisoformat(value)
-        except ValueError:
-            self.fail(f"{where}{key}", f"{value!r} is not a date in YYYY-MM-DD form")
-            return None
+def schema_problems(raw: Any) -> list[str]:
+    """Each way ``raw`` departs from :data:`SCHEMA`, as 'field.path: what'."""
+    problems = []
+    for error in VALIDATOR.iter_errors(raw):
+        where = error.json_path.removeprefix("$").removeprefix(".") or "(file)"
+        hint = " (write dates as YYYY-MM-DD)" if error.validator == "format" else ""
+        problems.append(f"{where}: {error.message}{hint}")
+    return problems
 
-    def weekday(self, data: dict, key: str, where: str) -> str | None:
-        value = self.text(data, key, where)
-        if value is not None and value.capitalize() not in WEEKDAYS:
-            self.fail(f"{where}{key}", f"{value!r} is not a day of the week")
-            return None
-        return value.capitalize() if value else None
+
+# --- The course's rules: what a schema cannot say -------------------------------------------------
 
 
 def _next_weekday(day: dt.date, weekday: str) -> dt.date:
@@ -132,7 +120,9 @@ def _next_weekday(day: dt.date, weekday: str) -> dt.date:
 def load(path: Path, root: Path | None = None) -> dict:
     """Read and check the course data file; raise :class:`CourseDataError` listing every problem.
 
-    ``root`` is the book's folder, used to check that each ``page`` exists (skipped if None).
+    First the form (:data:`SCHEMA`), then the rules between fields: dates in order, on the
+    meeting days and inside the offering, ids that exist, each lecture scheduled once, each page
+    present (``root`` is the book's folder; the pages are not looked for if None).
     Returns the data with dates as :class:`datetime.date`, lectures as a dict by id, and each
     schedule row completed with its week number, part and office-hour date.
     """
@@ -143,152 +133,94 @@ def load(path: Path, root: Path | None = None) -> dict:
         raise CourseDataError(name, [f"(file): cannot be read ({exc.strerror})"]) from None
     except yaml.YAMLError as exc:
         raise CourseDataError(name, [f"(file): not valid YAML: {exc}"]) from None
-    c = _Checker()
-    raw = c.mapping(raw, "(file)")
+    problems = schema_problems(raw)
+    if problems:
+        raise CourseDataError(name, problems)
 
-    offering = c.mapping(raw.get("offering"), "offering")
-    course: dict[str, Any] = {"offering": {
-        "name": c.text(offering, "name", "offering."),
-        "description": c.text(offering, "description", "offering.", optional=True),
-        "start": c.date(offering, "start", "offering."),
-        "end": c.date(offering, "end", "offering."),
-        "timezone": c.text(offering, "timezone", "offering."),
-        "registration": c.text(offering, "registration", "offering.", optional=True),
-    }}
-    start, end = course["offering"]["start"], course["offering"]["end"]
-    if start and end and end < start:
-        c.fail("offering.end", f"{end} is before offering.start {start}")
+    def fail(where: str, what: str) -> None:
+        problems.append(f"{where}: {what}")
 
-    meetings = c.mapping(raw.get("meetings"), "meetings")
-    course["meetings"] = {}
-    for kind in ("lecture", "office_hour"):
-        where = f"meetings.{kind}."
-        block = c.mapping(meetings.get(kind), where[:-1])
-        course["meetings"][kind] = {
-            "day": c.weekday(block, "day", where),
-            "time": c.text(block, "time", where),
-            "minutes": c.integer(block, "minutes", where),
-            "place": c.text(block, "place", where),
-        }
+    def page(where: str, docname: str) -> None:
+        if root is not None and not (root / f"{docname}.md").is_file():
+            fail(where, f"{docname}.md does not exist")
 
-    course["instructors"] = []
-    for i, person in enumerate(c.items(raw, "instructors", "")):
-        where = f"instructors[{i}]."
-        person = c.mapping(person, where[:-1])
-        course["instructors"].append({"name": c.text(person, "name", where),
-                                      "role": c.text(person, "role", where),
-                                      "email": c.text(person, "email", where, optional=True)})
-
-    contact = c.mapping(raw.get("contact"), "contact")
-    course["contact"] = {"email": c.text(contact, "email", "contact."),
-                         "questions": c.text(contact, "questions", "contact."),
-                         "issues": c.text(contact, "issues", "contact.", optional=True)}
-
-    origin = c.mapping(raw.get("origin"), "origin")
-    course["origin"] = {key: c.text(origin, key, "origin.")
-                        for key in ("creator", "institution", "website", "offerings")}
+    offering = raw["offering"]
+    start = offering["start"] = dt.date.fromisoformat(offering["start"])
+    end = offering["end"] = dt.date.fromisoformat(offering["end"])
+    if end < start:
+        fail("offering.end", f"{end} is before offering.start {start}")
 
     lectures: dict[str, dict] = {}
-    for i, item in enumerate(c.items(raw, "lectures", "")):
-        where = f"lectures[{i}]."
-        item = c.mapping(item, where[:-1])
-        lecture = {"id": c.text(item, "id", where), "title": c.text(item, "title", where),
-                   "page": c.text(item, "page", where), "part": c.integer(item, "part", where)}
-        if lecture["part"] is not None and lecture["part"] not in (1, 2):
-            c.fail(f"{where}part", f"expected 1 or 2, got {lecture['part']}")
+    for i, lecture in enumerate(raw["lectures"]):
         if lecture["id"] in lectures:
-            c.fail(f"{where}id", f"{lecture['id']!r} is used twice")
+            fail(f"lectures[{i}].id", f"{lecture['id']!r} is used twice")
         if lecture["id"] == NO_LECTURE:
-            c.fail(f"{where}id", f"{NO_LECTURE!r} is reserved for weeks without a lecture")
-        _check_page(c, root, lecture["page"], f"{where}page")
-        if lecture["id"]:
-            lectures[lecture["id"]] = lecture
-    course["lectures"] = lectures
+            fail(f"lectures[{i}].id", f"{NO_LECTURE!r} is reserved for weeks without a lecture")
+        page(f"lectures[{i}].page", lecture["page"])
+        lectures[lecture["id"]] = lecture
 
-    lecture_day = course["meetings"]["lecture"]["day"]
-    office_day = course["meetings"]["office_hour"]["day"]
+    lecture_day = raw["meetings"]["lecture"]["day"]
+    office_day = raw["meetings"]["office_hour"]["day"]
     schedule, lecture_dates, previous, part = [], {}, None, 1
-    for i, item in enumerate(c.items(raw, "schedule", "")):
+    for i, item in enumerate(raw["schedule"]):
         where = f"schedule[{i}]."
-        item = c.mapping(item, where[:-1])
-        date = c.date(item, "date", where)
-        lecture_id = c.text(item, "lecture", where)
-        row = {"week": i + 1, "date": date, "lecture": None,
-               "note": c.text(item, "note", where, optional=True),
-               "office_hour": c.text(item, "office_hour", where), "office_hour_date": None}
+        date = dt.date.fromisoformat(item["date"])
+        row = {"week": i + 1, "date": date, "lecture": None, "note": item.get("note"),
+               "office_hour": None, "office_hour_date": _next_weekday(date, office_day)}
+        if item["office_hour"] != NO_LECTURE:
+            row["office_hour"] = item["office_hour"]
+            if row["office_hour_date"] > end:
+                fail(f"{where}office_hour", f"{row['office_hour_date']} is after "
+                                            f"offering.end {end}")
+        lecture_id = item["lecture"]
         if lecture_id == NO_LECTURE:
-            if row["note"] is None:
-                c.fail(f"{where}note", "missing (say why there is no lecture that week)")
-        elif lecture_id is not None:
-            if lecture_id not in lectures:
-                c.fail(f"{where}lecture", f"{lecture_id!r} is not the id of any entry in "
-                                          f"lectures (or {NO_LECTURE!r})")
-            elif lecture_id in lecture_dates:
-                c.fail(f"{where}lecture", f"{lecture_id!r} is scheduled twice")
-            else:
-                row["lecture"] = lectures[lecture_id]
-                part = lectures[lecture_id]["part"] or part
+            pass
+        elif lecture_id not in lectures:
+            fail(f"{where}lecture", f"{lecture_id!r} is not the id of any entry in lectures "
+                                    f"(or {NO_LECTURE!r})")
+        elif lecture_id in lecture_dates:
+            fail(f"{where}lecture", f"{lecture_id!r} is scheduled twice")
+        else:
+            row["lecture"] = lectures[lecture_id]
+            lecture_dates[lecture_id] = date
+            part = row["lecture"]["part"]
         row["part"] = part
-        if row["office_hour"] == NO_LECTURE:
-            row["office_hour"] = None
-        if date is not None:
-            if lecture_day and date.strftime("%A") != lecture_day:
-                c.fail(f"{where}date", f"{date} is a {date:%A}, not a {lecture_day} "
-                                       "(meetings.lecture.day)")
-            if previous is not None and date <= previous:
-                c.fail(f"{where}date", f"{date} is not after the previous week's {previous}")
-            if start and end and not start <= date <= end:
-                c.fail(f"{where}date", f"{date} is outside the offering ({start} to {end})")
-            if office_day:
-                row["office_hour_date"] = _next_weekday(date, office_day)
-                if end and row["office_hour"] and row["office_hour_date"] > end:
-                    c.fail(f"{where}office_hour", f"{row['office_hour_date']} is after "
-                                                  f"offering.end {end}")
-            if row["lecture"]:
-                lecture_dates[lecture_id] = date
-            previous = date
+        if date.strftime("%A") != lecture_day:
+            fail(f"{where}date", f"{date} is a {date:%A}, not a {lecture_day} "
+                                 "(meetings.lecture.day)")
+        if previous is not None and date <= previous:
+            fail(f"{where}date", f"{date} is not after the previous week's {previous}")
+        if not start <= date <= end:
+            fail(f"{where}date", f"{date} is outside the offering ({start} to {end})")
+        previous = date
         schedule.append(row)
-    scheduled = {item.get("lecture") for item in raw.get("schedule") or []
-                 if isinstance(item, dict)}
     for lecture_id in lectures:
-        if lecture_id not in scheduled:
-            c.fail("schedule", f"lecture {lecture_id!r} is never scheduled")
-    course["schedule"] = schedule
+        if lecture_id not in lecture_dates:
+            fail("schedule", f"lecture {lecture_id!r} is never scheduled")
 
-    course["assignments"] = []
-    for i, item in enumerate(c.items(raw, "assignments", "")):
+    for i, task in enumerate(raw["assignments"]):
         where = f"assignments[{i}]."
-        item = c.mapping(item, where[:-1])
-        task = {key: c.text(item, key, where) for key in ("id", "title", "page", "after")}
-        task["release"] = c.date(item, "release", where)
-        task["solutions"] = c.date(item, "solutions", where)
-        _check_page(c, root, task["page"], f"{where}page")
-        after = lecture_dates.get(task["after"])
-        if task["after"] and task["after"] not in lectures:
-            c.fail(f"{where}after", f"{task['after']!r} is not the id of any entry in lectures")
+        page(f"{where}page", task["page"])
         for key in ("release", "solutions"):
-            day = task[key]
-            if day and start and end and not start <= day <= end:
-                c.fail(f"{where}{key}", f"{day} is outside the offering ({start} to {end})")
-        if task["release"] and after and task["release"] < after:
-            c.fail(f"{where}release", f"{task['release']} is before lecture {task['after']} "
-                                      f"({after})")
-        if task["release"] and task["solutions"] and task["solutions"] <= task["release"]:
-            c.fail(f"{where}solutions", f"{task['solutions']} is not after the release "
-                                        f"{task['release']}")
-        course["assignments"].append(task)
-    releases = [t["release"] for t in course["assignments"] if t["release"]]
+            day = task[key] = dt.date.fromisoformat(task[key])
+            if not start <= day <= end:
+                fail(f"{where}{key}", f"{day} is outside the offering ({start} to {end})")
+        after = lecture_dates.get(task["after"])
+        if task["after"] not in lectures:
+            fail(f"{where}after", f"{task['after']!r} is not the id of any entry in lectures")
+        elif after and task["release"] < after:
+            fail(f"{where}release", f"{task['release']} is before lecture {task['after']} "
+                                    f"({after})")
+        if task["solutions"] <= task["release"]:
+            fail(f"{where}solutions", f"{task['solutions']} is not after the release "
+                                      f"{task['release']}")
+    releases = [task["release"] for task in raw["assignments"]]
     if releases != sorted(releases):
-        c.fail("assignments", "release dates are not in order")
+        fail("assignments", "release dates are not in order")
 
-    if c.problems:
-        raise CourseDataError(name, c.problems)
-    return course
-
-
-def _check_page(c: _Checker, root: Path | None, page: str | None, where: str) -> None:
-    if root is not None and page is not None and not (root / f"{page}.md").is_file():
-        c.fail(where, f"{page}.md does not exist")
+    if problems:
+        raise CourseDataError(name, problems)
+    return {**raw, "lectures": lectures, "schedule": schedule}
 
 
 # --- Formatting ----------------------------------------------------------------------------------
@@ -327,14 +259,14 @@ def substitutions(course: dict) -> dict[str, str]:
     offering, meetings = course["offering"], course["meetings"]
     subs = {
         "course_name": escape(offering["name"]),
-        "course_description": escape(offering["description"] or ""),
+        "course_description": escape(offering.get("description", "")),
         "course_start": long_date(offering["start"]),
         "course_end": long_date(offering["end"]),
         "course_timezone": escape(offering["timezone"]),
-        "course_registration": _url(offering["registration"]),
+        "course_registration": _url(offering.get("registration")),
         "course_email": escape(course["contact"]["email"]),
         "course_questions": _url(course["contact"]["questions"]),
-        "course_issues": _url(course["contact"]["issues"]),
+        "course_issues": _url(course["contact"].get("issues")),
         "course_creator": escape(course["origin"]["creator"]),
         "course_origin_institution": escape(course["origin"]["institution"]),
         "course_origin_website": _url(course["origin"]["website"]),
@@ -502,7 +434,7 @@ class CourseInstructors(_CourseDirective):
     def markdown(self) -> list[str]:
         lines = []
         for person in self.course["instructors"]:
-            email = f" ({escape(person['email'])})" if person["email"] else ""
+            email = f" ({escape(person['email'])})" if "email" in person else ""
             lines.append(f"- **{escape(person['name'])}**{email}: {escape(person['role'])}")
         return lines
 

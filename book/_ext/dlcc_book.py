@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import copy
 import datetime
 import html
 import os
@@ -26,27 +25,21 @@ import notebooks  # noqa: E402  (the exporter next to this file)
 SKIP_PAGES = {"genindex", "search", "index"}
 
 
-def _number_per_page(app, env):
-    """Number figures, tables and exercises from 1 on every page.
+def number_per_page(app, builder):
+    """Number figures, tables, equations and exercises from 1 on every page.
 
-    The toctree is not numbered (chapters are called "L1", "A1", ...), so Sphinx would count
-    across the whole book and A1 would open with "Exercise 45". Every ``{numref}`` in the book
-    points within its own page, so per-page numbers read naturally.
+    The toctree is not numbered (chapters are called "L1", "A1", ...), so Sphinx counts across
+    the whole book and A1 would open with "Exercise 45"; every ``{numref}`` in the book points
+    within its own page, so per-page numbers read naturally. Sphinx has no per-page option
+    (``numfig_secnum_depth`` needs a numbered toctree, which would number the chapters), so this
+    renumbers ``env.toc_fignumbers`` at ``write-started``: after Sphinx has pickled the
+    environment with its own numbers (which it compares on the next build, so an unchanged page
+    is not rewritten) and before any page is resolved or written.
     """
-    env.dlcc_book_fignumbers = copy.deepcopy(env.toc_fignumbers)
-    for numbers in env.toc_fignumbers.values():
+    for numbers in builder.env.toc_fignumbers.values():
         for ids in numbers.values():
             for n, figure_id in enumerate(sorted(ids, key=ids.get), start=1):
                 ids[figure_id] = (n,)
-    return []
-
-
-def _restore_book_numbers(app, env):
-    """Give Sphinx back its own numbers before it compares them with the new ones, so that a
-    build with no changes rewrites no page."""
-    if hasattr(env, "dlcc_book_fignumbers"):
-        env.toc_fignumbers = env.dlcc_book_fignumbers
-    return []
 
 
 def _configure(app, config):
@@ -213,8 +206,7 @@ def setup(app):
     app.add_config_value("dlcc_hide_solutions", False, "env", types=[bool])
     app.connect("config-inited", _configure)
     app.connect("source-read", _hide_solution_cells)
-    app.connect("env-get-updated", _restore_book_numbers, priority=100)
-    app.connect("env-get-updated", _number_per_page, priority=900)
+    app.connect("write-started", number_per_page)
     app.connect("html-page-context", _rewrite_buttons, priority=502)
     app.connect("html-page-context", _drop_thebe)
     app.connect("html-page-context", _fix_bibliography_roles)
