@@ -1,4 +1,4 @@
-"""dlcc.distributed and fit with DDP: two CPU processes with the Gloo backend.
+"""dlcc.train.distributed and fit with DDP: two CPU processes with the Gloo backend.
 
 Each process gets the environment variables torchrun would set and then runs the code a
 user's training script would: ``init_distributed``, ``wrap_model``, a ``DistributedSampler``
@@ -17,9 +17,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from dlcc import distributed
 from dlcc.metrics import accuracy
-from dlcc.train import fit, load_checkpoint
+from dlcc.train import distributed, fit, load_checkpoint
 
 EPOCHS, BATCH = 4, 16  # per process; the single-process run uses 2 * BATCH
 
@@ -45,6 +44,7 @@ def test_helpers_without_a_process_group():
     assert distributed.wrap_model(plain, torch.device("cpu")) is plain
     assert distributed.unwrap_model(plain) is plain
     assert distributed.distributed_sampler(dataset()[0]) is None
+    assert distributed.shard_sampler(dataset()[0]) is None
     assert torch.equal(distributed.all_reduce_sum(torch.ones(2)), torch.ones(2))
     distributed.barrier()
 
@@ -68,7 +68,7 @@ def worker(rank: int, out: Path, port: int) -> None:
     sampler = distributed.distributed_sampler(train, shuffle=True, seed=0)
     history = fit(net, DataLoader(train, batch_size=BATCH, sampler=sampler),
                   DataLoader(val, batch_size=32,
-                             sampler=distributed.distributed_sampler(val, shuffle=False)),
+                             sampler=distributed.shard_sampler(val)),
                   loss_fn=F.cross_entropy, optimizer=torch.optim.SGD(net.parameters(), lr=0.2),
                   epochs=EPOCHS, metrics={"accuracy": accuracy}, device=device,
                   checkpoint_dir=out / "run", progress="epoch")

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dlcc.metrics import accuracy
 from dlcc.train import History, evaluate, fit, get_device, seed_everything
+from dlcc.train.device import resolve_amp
 from dlcc.train.progress import resolve_progress
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -182,15 +183,36 @@ def test_amp_bf16_runs_autocast_on_cpu():
     assert history.epochs[-1]["train_loss"] < history.epochs[0]["train_loss"]
 
 
-def test_amp_auto_is_float32_and_fp16_needs_cuda_on_cpu():
+def test_amp_auto_is_float32_on_cpu_and_fp16_runs_with_a_scaler():
     model = DtypeSpy()
     train, _ = loaders()
     fit(model, train, loss_fn=F.cross_entropy, epochs=1, device="cpu", progress="off",
         optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
     assert model.seen == {torch.float32}
-    with pytest.raises(ValueError, match="amp='fp16' needs a CUDA device"):
-        fit(model, train, loss_fn=F.cross_entropy, epochs=1, device="cpu", amp="fp16",
-            optimizer=torch.optim.SGD(model.parameters(), lr=0.1), progress="off")
+    model = DtypeSpy()
+    history = fit(model, train, loss_fn=F.cross_entropy, epochs=2, device="cpu", amp="fp16",
+                  optimizer=torch.optim.SGD(model.parameters(), lr=0.1), progress="off")
+    assert model.seen == {torch.float16} and model.layer.weight.dtype == torch.float32
+    assert history.epochs[-1]["train_loss"] < history.epochs[0]["train_loss"]
+
+
+@pytest.mark.parametrize("capability,dtype", [((7, 5), torch.float16),  # T4: emulated bf16
+                                              ((7, 0), torch.float16),  # V100
+                                              ((8, 0), torch.bfloat16),  # A100
+                                              ((9, 0), torch.bfloat16)])  # H100
+def test_amp_auto_picks_bf16_only_where_the_device_computes_it(monkeypatch, capability, dtype):
+    asked = []
+
+    def get_device_capability(device=None):
+        asked.append(device)
+        return capability
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", get_device_capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # emulation
+    assert resolve_amp("auto", torch.device("cuda", 1)) == dtype
+    assert asked == [torch.device("cuda", 1)]  # the target device, not the current one
+    assert resolve_amp("bf16", torch.device("cuda", 1)) == torch.bfloat16  # asked for: given
+    assert resolve_amp("off", torch.device("cuda", 1)) is None
 
 
 def test_grad_clip_bounds_the_step():
@@ -242,11 +264,12 @@ def test_auto_progress_follows_environment(monkeypatch):
 
 def test_history_json_round_trip(tmp_path):
     _, history = run(epochs=2)
-    again = History.from_json(history.to_json())
-    assert again == history
-    history.to_json(tmp_path / "h.json")
+    text = history.to_json(tmp_path / "h.json")
+    assert json.loads(text)["epochs"] == history.epochs
     assert History.from_json(tmp_path / "h.json") == history
     assert History.from_json(str(tmp_path / "h.json")).best == history.best
+    with pytest.raises(OSError):
+        History.from_json(text)  # a path, not JSON text
 
 
 def test_history_plot_has_titled_labelled_panels():

@@ -66,9 +66,11 @@ def interrupt_at(step):
 def test_checkpoint_holds_the_whole_training_state(tmp_path):
     model, history = train(3, tmp_path)
     state = load_checkpoint(tmp_path / "last.pt")  # weights_only=True: plain data only
-    assert {"model", "optimizer", "scheduler", "scaler", "epoch", "step", "rng",
-            "loader_rng", "history", "config"} <= set(state)
+    assert set(state) == {"model", "optimizer", "scheduler", "scaler", "epoch", "step", "rng",
+                          "history", "config", "world_size", "steps_per_epoch"}
     assert state["epoch"] == 3 and state["step"] == 3 * 6
+    assert (state["world_size"], state["steps_per_epoch"]) == (1, 6)
+    assert len(state["rng"]) == 1 and state["rng"][0]["cuda"] is None  # one per process
     assert state["config"] == {"run": "test", "width": 32}
     assert state["history"] == history.epochs
     assert state["scheduler"]["last_epoch"] == 3
@@ -140,17 +142,59 @@ def test_resume_of_a_finished_run_trains_no_more(tmp_path):
     assert len(history) == 2
 
 
-def test_ctrl_c_saves_returns_history_and_resumes_exactly(tmp_path, capsys):
+def test_ctrl_c_returns_history_and_resume_redoes_the_epoch_exactly(tmp_path, capsys):
     straight, straight_history = train(4)
-    # Batch 3 of epoch 2 (6 batches per epoch): two steps of epoch 2 are done.
+    # Batch 3 of epoch 2 (6 batches per epoch): last.pt keeps the end of epoch 1.
     _, history = train(4, tmp_path, loss_fn=interrupt_at(6 + 3))
     assert len(history) == 1
-    assert "Interrupted at epoch 2" in capsys.readouterr().out
+    assert "Interrupted during epoch 2" in capsys.readouterr().out
     state = load_checkpoint(tmp_path / "last.pt")
-    assert (state["epoch"], state["batches_done"], state["step"]) == (1, 2, 8)
+    assert (state["epoch"], state["step"]) == (1, 6)
     resumed, resumed_history = train(4, tmp_path, resume=True)
     assert_same_weights(straight, resumed)
     assert without_time(resumed_history) == without_time(straight_history)
+
+
+def test_a_crash_mid_epoch_resumes_exactly(tmp_path):
+    straight, straight_history = train(3)
+
+    calls = []
+
+    def crash_at_step_10(outputs, targets):
+        if torch.is_grad_enabled():
+            calls.append(1)
+            if len(calls) == 10:
+                raise RuntimeError("the machine went away")
+        return F.cross_entropy(outputs, targets)
+
+    with pytest.raises(RuntimeError, match="the machine went away"):
+        train(3, tmp_path, loss_fn=crash_at_step_10)
+    resumed, resumed_history = train(3, tmp_path, resume=True)
+    assert_same_weights(straight, resumed)
+    assert without_time(resumed_history) == without_time(straight_history)
+
+
+def test_resume_refuses_another_batch_size(tmp_path):
+    train(1, tmp_path)
+    model, loader, val, optimizer, scheduler = setup()
+    loader = DataLoader(loader.dataset, batch_size=32, shuffle=True)
+    with pytest.raises(ValueError, match=r"written by 1 process\(es\) taking 6 steps per epoch; "
+                                         r"this run has 1 taking 3"):
+        fit(model, loader, val, loss_fn=F.cross_entropy, optimizer=optimizer, epochs=2,
+            checkpoint_dir=tmp_path, resume=True, progress="off")
+
+
+def test_fp16_run_resumes_from_a_float32_checkpoint(tmp_path):
+    """CPU autocast in float16 with a CPU GradScaler: the path a CUDA fp16 run takes."""
+    train(1, tmp_path)  # float32: its scaler state is {}
+    model, loader, val, optimizer, scheduler = setup()
+    history = fit(model, loader, val, loss_fn=F.cross_entropy, optimizer=optimizer,
+                  scheduler=scheduler, epochs=2, amp="fp16", checkpoint_dir=tmp_path,
+                  resume=True, progress="off")
+    assert [r["epoch"] for r in history.epochs] == [1, 2]
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["scaler"]["scale"] > 0  # the scaler's state is saved from now on
+    assert history.epochs[1]["train_loss"] < history.epochs[0]["train_loss"]
 
 
 def test_ctrl_c_without_checkpoint_dir_returns_history(tmp_path):
@@ -170,7 +214,8 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_checkpoint(tmp_path):
                 return loss * float("nan")
         return loss
 
-    with pytest.raises(NonFiniteLossError, match=r"loss is nan at epoch 2, step 9") as caught:
+    with pytest.raises(NonFiniteLossError,
+                       match=r"loss is nan at epoch 2, step 9 \(batch 3 of the epoch\)") as caught:
         train(4, tmp_path, loss_fn=nan_on_step_9)
     assert isinstance(caught.value, FloatingPointError)
     assert "last.pt still holds epoch 1" in str(caught.value)

@@ -178,9 +178,8 @@ def make_scheduler(args, optimizer, steps_per_epoch: int):
 
 
 def train_command(args) -> int:
-    from dlcc import distributed
     from dlcc.data import make_loader
-    from dlcc.train import fit, get_device, seed_everything
+    from dlcc.train import distributed, fit, get_device, seed_everything
 
     if "RANK" in os.environ:  # launched by torchrun: each process takes its local GPU
         device = distributed.init_distributed()

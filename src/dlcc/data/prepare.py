@@ -92,8 +92,10 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, *,
     Memory is pinned only for a CUDA ``device``, where it lets ``.to(device,
     non_blocking=True)`` overlap the copy with compute; on CPU it would only cost time.
     ``sampler`` replaces shuffling (e.g. a ``DistributedSampler``), so it excludes
-    ``shuffle=True``. Worker processes are kept between epochs: starting them costs more than
-    a small epoch, and :class:`~dlcc.data.Augmented` then keeps drawing fresh randomness.
+    ``shuffle=True``. Worker processes start afresh each epoch, seeded from the loader's
+    generator: a data set that draws from torch's global generator in ``__getitem__`` then
+    gets the same draws again when :func:`dlcc.train.fit` resumes a run (persistent workers
+    would carry their generators from epoch to epoch, where no checkpoint sees them).
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -105,5 +107,4 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, *,
     pin = device is not None and torch.device(device).type == "cuda"
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler,
                       num_workers=num_workers, pin_memory=pin,
-                      generator=torch.Generator().manual_seed(seed),
-                      persistent_workers=num_workers > 0)
+                      generator=torch.Generator().manual_seed(seed))

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import torch
 from torch.nn import functional as F
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset
 
 Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -108,35 +108,43 @@ class Augmented(Dataset):
     the same random draws, and re-binarised at 0.5 afterwards. Use only geometric transforms
     then; a change of brightness would change the mask too.
 
-    Randomness comes from a generator seeded with ``seed``; in DataLoader worker processes each
-    worker seeds its own from the loader's per-worker seed, so workers do not repeat each
-    other and a seeded loader gives the same epochs again.
+    Randomness is a pure function of ``(seed, epoch, index)``: item ``index`` draws from a
+    generator seeded with those three numbers, so an epoch's augmentations are the same in
+    every process and DataLoader worker, and resuming a run needs no saved state.
+    :func:`dlcc.train.fit` calls :meth:`set_epoch` before each epoch (as it does for a
+    ``DistributedSampler``); a hand-written loop should too, or every epoch repeats the
+    augmentations of epoch 0.
     """
 
     def __init__(self, dataset: Dataset, transform: Transform, *, seed: int = 0,
                  masks: bool = False):
         if not callable(transform):
             raise TypeError(f"transform must be callable, got {type(transform).__name__}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an integer, got {seed!r}")
         self.dataset = dataset
         self.transform = transform
         self.masks = masks
-        self.generator = torch.Generator().manual_seed(seed)
-        self._worker: tuple[int, torch.Generator] | None = None
+        self.seed = seed
+        # In shared memory, so worker processes (persistent ones too) see set_epoch's value.
+        self.epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the augmentations of ``epoch`` from now on."""
+        self.epoch.fill_(epoch)
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def _generator(self) -> torch.Generator:
-        info = get_worker_info()
-        if info is None:
-            return self.generator
-        if self._worker is None or self._worker[0] != info.seed:
-            self._worker = (info.seed, torch.Generator().manual_seed(info.seed))
-        return self._worker[1]
+    def generator(self, index: int) -> torch.Generator:
+        """The generator item ``index`` draws from in the current epoch."""
+        # hash() of a tuple of ints is the same in every process (only str hashes are salted).
+        seed = hash((self.seed, int(self.epoch), int(index))) % 2**64
+        return torch.Generator().manual_seed(seed)
 
     def __getitem__(self, index):
         image, *rest = self.dataset[index]
-        generator = self._generator()
+        generator = self.generator(index)
         if not self.masks:
             return (self.transform(image, generator), *rest)
         if not rest or not isinstance(rest[0], torch.Tensor) or rest[0].ndim != 3 \

@@ -8,6 +8,7 @@
 - :mod:`dlcc.train.history`: ``History``, the per-epoch record, its JSON and its plot.
 - :mod:`dlcc.train.progress`: progress bar or one line per epoch.
 - :mod:`dlcc.train.runlog`: ``metrics.csv``, ``history.json`` and TensorBoard files.
+- :mod:`dlcc.train.distributed`: several processes with ``torchrun`` (DDP).
 """
 
 from dlcc.train.checkpoint import load_checkpoint, save_checkpoint

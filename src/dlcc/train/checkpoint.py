@@ -60,39 +60,43 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
-def rng_state() -> dict[str, Any]:
-    """The global random states (Python, numpy, torch CPU and CUDA) as checkpointable data."""
+def rng_state(device: torch.device, generators: list[torch.Generator] = ()) -> dict[str, Any]:
+    """This process's random states as checkpointable data.
+
+    Python's, numpy's and torch's CPU generators, the generator of ``device`` if it is a GPU
+    (this process's own GPU only: under DDP each rank saves its own), and ``generators``
+    (those a DataLoader shuffles and seeds its workers with, see :func:`loader_generators`).
+    """
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     return {
         "python": random.getstate(),
         "numpy": (kind, torch.from_numpy(keys.copy()), pos, has_gauss, cached),
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "loader": [g.get_state() for g in generators],
     }
 
 
-def torch_rng_state(cuda: bool) -> dict[str, Any]:
-    """Only torch's CPU (and, if ``cuda``, GPU) states: cheap enough to take every step."""
-    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if cuda else []}
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`rng_state` (or :func:`torch_rng_state`) captured."""
-    if "python" in state:
-        version, internal, gauss = state["python"]
-        random.setstate((version, tuple(internal), gauss))
-        kind, keys, pos, has_gauss, cached = state["numpy"]
-        np.random.set_state((kind, keys.numpy(), pos, has_gauss, cached))
+def set_rng_state(state: dict[str, Any], device: torch.device,
+                  generators: list[torch.Generator] = ()) -> None:
+    """Restore what :func:`rng_state` captured (the GPU state onto ``device``)."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy(), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if state["cuda"] is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+    # strict=False: a loader rebuilt without a generator simply reshuffles from global RNG.
+    for generator, saved in zip(generators, state["loader"], strict=False):
+        generator.set_state(saved)
 
 
 def loader_generators(loader) -> list[torch.Generator]:
     """The ``torch.Generator``s a DataLoader shuffles with (its own and its sampler's).
 
-    A DataLoader built with ``generator=`` draws each epoch's order from that generator, so
-    an exact resume has to put its state back as well as the global one.
+    A DataLoader built with ``generator=`` draws each epoch's order, and the seeds of its
+    worker processes, from that generator, so an exact resume puts its state back too.
     """
     found = []
     for owner in (loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None),

@@ -61,12 +61,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
+def native_bf16(device: torch.device) -> bool:
+    """True when the GPU ``device`` computes in bfloat16 natively (compute capability 8.0+).
+
+    ``torch.cuda.is_bf16_supported()`` also says yes on older GPUs (T4, V100, RTX 20xx) that
+    only emulate bfloat16, slower than float32; and it asks about the current device, not
+    necessarily ``device``.
+    """
+    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
+
+
 def resolve_amp(amp: str | bool | None, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``amp`` on ``device``, or ``None`` for full float32.
 
-    ``"auto"`` turns mixed precision on for CUDA only: bfloat16 where the GPU supports it
-    (Ampere and later), otherwise float16 with a gradient scaler. On a CPU autocast rarely
-    pays, but ``"bf16"`` runs it anyway so the path can be tried and tested anywhere.
+    ``"auto"`` turns mixed precision on for CUDA only: bfloat16 where ``device`` computes it
+    natively (Ampere and later, :func:`native_bf16`), otherwise float16 with a gradient
+    scaler. On a CPU autocast rarely pays, but ``"bf16"`` and ``"fp16"`` run it anyway so
+    both paths can be tried and tested anywhere.
     """
     if amp is True:
         amp = "auto"
@@ -77,10 +88,7 @@ def resolve_amp(amp: str | bool | None, device: torch.device) -> torch.dtype | N
     if amp == "off" or (amp == "auto" and device.type != "cuda"):
         return None
     if amp == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if amp == "fp16" and device.type != "cuda":
-        raise ValueError(f"amp='fp16' needs a CUDA device, not {device}; use amp='bf16' "
-                         "for mixed precision on a CPU")
+        return torch.bfloat16 if native_bf16(device) else torch.float16
     return torch.bfloat16 if amp == "bf16" else torch.float16
 
 

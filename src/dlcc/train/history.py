@@ -47,6 +47,11 @@ class History:
                 best = record
         return best
 
+    def epochs_since_best(self) -> int:
+        """Epochs recorded after the best one (all of them if none has a valid value)."""
+        best = self.best
+        return len(self.epochs) - (self.epochs.index(best) + 1 if best is not None else 0)
+
     def to_json(self, path: str | os.PathLike | None = None) -> str:
         """The history as JSON text; also written to ``path`` when one is given."""
         text = json.dumps({"monitor": self.monitor, "mode": self.mode, "epochs": self.epochs},
@@ -56,12 +61,9 @@ class History:
         return text
 
     @classmethod
-    def from_json(cls, source: str | os.PathLike) -> History:
-        """Read what :meth:`to_json` wrote: JSON text, or the path of a file holding it."""
-        text = str(source)
-        if not text.lstrip().startswith("{"):
-            text = Path(source).read_text()
-        data = json.loads(text)
+    def from_json(cls, path: str | os.PathLike) -> History:
+        """Read the file that :meth:`to_json` wrote (e.g. a run's ``history.json``)."""
+        data = json.loads(Path(path).read_text())
         return cls(epochs=data["epochs"], monitor=data["monitor"], mode=data["mode"])
 
     def to_csv(self, path: str | os.PathLike) -> None:

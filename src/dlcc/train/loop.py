@@ -11,29 +11,38 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import CyclicLR, OneCycleLR, ReduceLROnPlateau
 
-from dlcc.distributed import all_reduce_sum, barrier, is_distributed, is_main_process, unwrap_model
 from dlcc.train.checkpoint import (
     load_checkpoint,
     loader_generators,
     rng_state,
     save_checkpoint,
     set_rng_state,
-    torch_rng_state,
 )
 from dlcc.train.device import autocast, get_device, resolve_amp
+from dlcc.train.distributed import (
+    all_gather,
+    all_reduce_sum,
+    barrier,
+    broadcast,
+    get_rank,
+    get_world_size,
+    is_main_process,
+    unwrap_model,
+)
 from dlcc.train.history import History
 from dlcc.train.progress import Progress
 from dlcc.train.runlog import RunLog
 
-Metric = Callable[[torch.Tensor, torch.Tensor], float]
+Metric = Callable[[torch.Tensor, torch.Tensor], "float | torch.Tensor"]
+
+CHECK_EVERY = 50  # steps between looks at the losses: the loop's only host synchronisation
+FP16_SKIP_LIMIT = 25  # overflowing float16 steps in a row after which the run has diverged
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -44,58 +53,95 @@ class NonFiniteLossError(FloatingPointError):
         self.history = history
 
 
-@dataclass
-class _Sums:
-    """Sample-weighted running totals for one pass over a loader."""
+class _Totals:
+    """Sample-weighted sums of the loss and metrics over one pass, kept on the device.
 
-    names: list[str]
-    values: list[float] = field(default_factory=list)
-    count: int = 0
+    :meth:`add` only queues the step's tensors, so the GPU never waits for the host;
+    :meth:`check` folds the queue into the sums with one synchronisation. With ``watch``
+    it also finds the first non-finite loss on any process (the flags are all-reduced, so
+    every process reaches the same verdict). ``fp16`` forgives what a gradient scaler
+    skips: a non-finite loss counts as divergence only after :data:`FP16_SKIP_LIMIT` in a
+    row, and skipped steps are left out of the means.
+    """
 
-    def __post_init__(self):
-        self.values = self.values or [0.0] * (1 + len(self.names))
+    def __init__(self, metrics: dict[str, Metric], device, watch=False, fp16=False):
+        self.metrics, self.device, self.watch, self.fp16 = metrics, device, watch, fp16
+        self.queue: list = []
+        self.sums = torch.zeros(2 + len(metrics), dtype=torch.float64, device=device)
+        self.batches, self.run, self.last_loss = 0, 0, math.nan
 
-    def add(self, loss: float, outputs, targets, metrics: dict[str, Metric], n: int) -> None:
-        self.values[0] += loss * n
-        for i, fn in enumerate(metrics.values(), start=1):
-            self.values[i] += float(fn(outputs, targets)) * n
-        self.count += n
+    def add(self, loss: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        values = ()
+        if self.metrics:
+            with torch.no_grad():
+                outputs = outputs.float()
+                values = [fn(outputs, targets) for fn in self.metrics.values()]
+        self.queue.append((loss.detach(), len(targets), values))
 
-    def means(self, device: torch.device, prefix: str = "") -> dict[str, float]:
-        """Averages over every sample seen by every process (one all-reduce when distributed)."""
-        # float64 sums: exact sample counts; on the training device only when NCCL needs it.
-        totals = torch.tensor([*self.values, self.count], dtype=torch.float64,
-                              device=device if is_distributed() else "cpu")
-        totals = all_reduce_sum(totals).tolist()
-        count = max(totals[-1], 1)
-        return {f"{prefix}{name}": total / count
-                for name, total in zip(["loss", *self.names], totals[:-1], strict=True)}
+    def check(self) -> tuple[int, float] | None:
+        """Fold the queue into the sums; ``(batch, loss)`` if the run diverged there."""
+        if not self.queue:
+            return None
+        losses = torch.stack([loss.float() for loss, _, _ in self.queue]).double()
+        sizes = torch.tensor([n for _, n, _ in self.queue], dtype=torch.float64,
+                             device=self.device)
+        bad = ~torch.isfinite(losses)
+        rows = [[torch.as_tensor(v, dtype=torch.float64, device=self.device) for v in values]
+                for _, _, values in self.queue]
+        columns = [losses, *(torch.stack(column) for column in zip(*rows, strict=True))]
+        weights = torch.where(bad, 0.0, sizes) if self.fp16 else sizes
+        self.sums += torch.stack([*(torch.where(weights > 0, c * weights, 0.0).sum()
+                                    for c in columns), weights.sum()])
+        start, self.queue = self.batches, []
+        self.batches += len(losses)
+        if not self.watch:
+            return None
+        flags = torch.cat([bad.double(), losses[-1:].nan_to_num(posinf=0.0, neginf=0.0)])
+        *flags, last = all_reduce_sum(flags).tolist()  # the one synchronisation
+        self.last_loss = last / get_world_size()
+        for i, flag in enumerate(flags):
+            self.run = self.run + 1 if flag else 0
+            if self.run >= (FP16_SKIP_LIMIT if self.fp16 else 1):
+                return start + i + 1, losses[i].item()
+        return None
+
+    def means(self, prefix: str) -> tuple[dict[str, float], float]:
+        """Averages over every sample seen by every process, and that number of samples."""
+        *totals, count = all_reduce_sum(self.sums.clone()).tolist()
+        names = ["loss", *self.metrics]
+        means = {f"{prefix}{n}": t / max(count, 1) for n, t in zip(names, totals, strict=True)}
+        return means, count
 
 
 @torch.no_grad()
-def _evaluate(model, loader, loss_fn, metrics, device, dtype) -> _Sums:
-    model.eval()
-    sums = _Sums(list(metrics))
+def _evaluate(model, loader, loss_fn, metrics, device, dtype) -> _Totals:
+    # The plain module: DDP's wrapper has nothing to do in evaluation, and processes may
+    # hold different numbers of batches (shard_sampler does not pad).
+    model = unwrap_model(model).eval()
+    totals = _Totals(metrics, device)
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with autocast(device, dtype):
             outputs = model(x)
             loss = loss_fn(outputs, y)
-        sums.add(loss.item(), outputs.float(), y, metrics, len(x))
-    return sums
+        totals.add(loss, outputs, y)
+        if len(totals.queue) >= CHECK_EVERY:
+            totals.check()
+    totals.check()
+    return totals
 
 
 def evaluate(model: nn.Module, loader, *, loss_fn, metrics: dict[str, Metric] | None = None,
              device=None, amp: str = "auto") -> dict[str, float]:
     """Mean loss and metrics of ``model`` over ``loader``, e.g. ``{"loss": .., "accuracy": ..}``.
 
-    Means are over samples, and over all processes when run under ``torchrun``.
+    Means are over samples, and over all processes when run under ``torchrun`` (give each
+    process its part with :func:`dlcc.train.distributed.shard_sampler`).
     """
     device = get_device(device)
     metrics = dict(metrics or {})
     model.to(device)
-    sums = _evaluate(model, loader, loss_fn, metrics, device, resolve_amp(amp, device))
-    return sums.means(device)
+    return _evaluate(model, loader, loss_fn, metrics, device, resolve_amp(amp, device)).means("")[0]
 
 
 def _new_history(epochs, scheduler_step, resume, checkpoint_dir, config, metrics,
@@ -132,19 +178,29 @@ def _length(loader) -> int | None:
         return None
 
 
-def _restore(path, model, optimizer, scheduler, scaler, generators) -> dict:
-    """Load ``path`` into the training objects and the random generators; return it."""
-    state = load_checkpoint(path)
+def _set_epoch(loader, epoch: int) -> None:
+    """Tell the sampler (a new shard order) and the data set (new augmentations) the epoch."""
+    for owner in (getattr(loader, "sampler", None), getattr(loader, "dataset", None)):
+        if hasattr(owner, "set_epoch"):
+            owner.set_epoch(epoch)
+
+
+def _restore(state, path, model, optimizer, scheduler, scaler, device, generators,
+             steps_per_epoch) -> None:
+    """Put the state saved in ``path`` back into the training objects and generators."""
+    written = (state.get("world_size"), state.get("steps_per_epoch"))
+    if written != (get_world_size(), steps_per_epoch):
+        raise ValueError(
+            f"{path} was written by {written[0]} process(es) taking {written[1]} steps per "
+            f"epoch; this run has {get_world_size()} taking {steps_per_epoch}: resume with "
+            "the same number of processes and batch size, or use a new checkpoint_dir")
     unwrap_model(model).load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None:
         scheduler.load_state_dict(state["scheduler"])
-    scaler.load_state_dict(state["scaler"])
-    set_rng_state(state["rng"])
-    # strict=False: a loader rebuilt without a generator simply reshuffles from global RNG.
-    for generator, generator_state in zip(generators, state["loader_rng"], strict=False):
-        generator.set_state(generator_state)
-    return state
+    if scaler.is_enabled() and state["scaler"]:  # {} from a run without float16
+        scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"][get_rank()], device, generators)
 
 
 def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn, optimizer, epochs: int,
@@ -156,18 +212,20 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn, optimizer, 
         config: dict | None = None) -> History:
     """Train ``model`` for ``epochs`` epochs and return the :class:`History`.
 
-    - ``metrics``: name -> ``fn(outputs, targets) -> float`` (a batch mean); reported as
-      ``train_<name>`` and ``val_<name>``, averaged over samples.
+    - ``metrics``: name -> ``fn(outputs, targets)``, a batch mean as a float or a 0-d tensor
+      (a tensor spares the GPU a synchronisation); reported as ``train_<name>`` and
+      ``val_<name>``, averaged over samples.
     - ``scheduler`` steps once per epoch, or once per batch when ``scheduler_step="batch"``.
       The default (``None``) picks per batch for ``OneCycleLR`` and ``CyclicLR``, whose
       schedules are laid out in batches, and per epoch otherwise. ``ReduceLROnPlateau`` is
       stepped each epoch with the monitored value.
-    - ``amp``: ``"auto"`` (bfloat16, or float16 with a gradient scaler, on CUDA; float32
-      elsewhere), ``"off"``, ``"bf16"`` (also on CPU) or ``"fp16"`` (CUDA only).
+    - ``amp``: ``"auto"`` (bfloat16 on GPUs that compute it natively, else float16 with a
+      gradient scaler, on CUDA; float32 elsewhere), ``"off"``, ``"bf16"`` or ``"fp16"``.
     - ``grad_clip``: clip the gradients' global norm to this value before each step.
-    - ``checkpoint_dir``: save ``last.pt`` every epoch and ``best.pt`` whenever ``monitor``
-      improves. ``resume=True`` continues from ``last.pt`` (or starts afresh if there is
-      none); on a CPU the result is bit-for-bit the run that was never interrupted.
+    - ``checkpoint_dir``: save ``last.pt`` after every epoch and ``best.pt`` whenever
+      ``monitor`` improves. ``resume=True`` continues from ``last.pt`` (or starts afresh if
+      there is none) with the same number of processes and steps per epoch; on a CPU the
+      result is bit-for-bit the run that was never interrupted.
     - ``monitor``: the record key that picks the best epoch (default ``val_loss``, or
       ``train_loss`` without a validation loader); ``monitor_mode`` is ``"min"`` or
       ``"max"``, by default ``"min"`` for names ending in ``loss`` and ``"max"`` otherwise.
@@ -177,21 +235,31 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn, optimizer, 
     - ``log_dir``: where ``metrics.csv``, ``history.json`` and TensorBoard events go
       (default: ``checkpoint_dir``). ``config``: JSON-like dict stored in checkpoints.
 
-    Ctrl-C stops training cleanly: the state is saved to ``last.pt`` (mid-epoch, so a resume
-    carries on from the very next batch) and the history of completed epochs is returned.
-    A NaN or infinite loss raises :class:`NonFiniteLossError` and saves nothing.
+    Resuming is exact because nothing random escapes the checkpoint: it holds the global
+    generators (Python, numpy, torch) and the loader's own, as they stand at the end of an
+    epoch; ``fit`` calls ``set_epoch(epoch)`` on the loader's sampler and data set, so a
+    :class:`dlcc.data.Augmented` draws from ``(seed, epoch, index)``. A data set of your own
+    may draw from torch's global generator in ``__getitem__``, also in worker processes, as
+    long as the workers are not persistent: with ``persistent_workers=True`` their
+    generators run on across epochs, out of the checkpoint's sight, and the loader's own
+    generator is drawn from once more in the first epoch after a resume.
+
+    Ctrl-C, or any exception, stops training; ``last.pt`` keeps the last completed epoch,
+    and a resume redoes the interrupted epoch exactly. Ctrl-C returns the history so far.
+    A NaN or infinite loss raises :class:`NonFiniteLossError` and saves nothing; under
+    float16 a gradient scaler skips overflowing steps, and only :data:`FP16_SKIP_LIMIT` in
+    a row raise. Losses are looked at every :data:`CHECK_EVERY` steps, so a GPU never waits.
 
     Under ``torchrun`` (an initialised process group) pass a DDP model and a loader with a
-    ``DistributedSampler``: ``fit`` sets the sampler's epoch, sums metrics over processes and
-    lets only rank 0 print and write files.
+    ``DistributedSampler`` (:mod:`dlcc.train.distributed`): ``fit`` sums metrics over
+    processes, resumes every process from rank 0's ``last.pt`` and lets only rank 0 print
+    and write files.
     """
     metrics = dict(metrics or {})
     history = _new_history(epochs, scheduler_step, resume, checkpoint_dir, config, metrics,
                            val_loader is not None, monitor, monitor_mode)
-    monitor = history.monitor
     per_batch = scheduler_step == "batch" or (
         scheduler_step is None and isinstance(scheduler, (OneCycleLR, CyclicLR)))
-
     device = get_device(device)
     dtype = resolve_amp(amp, device)
     model.to(device)
@@ -200,119 +268,104 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn, optimizer, 
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     main = is_main_process()
     generators = loader_generators(train_loader)
-    cuda = device.type == "cuda"
+    steps_per_epoch = _length(train_loader)
 
-    # Where the loop starts: fresh, or the exact point where last.pt was written.
-    start_epoch, step, best, bad_epochs, resumed = 0, 0, None, 0, None
-    if resume and (checkpoint_dir / "last.pt").is_file():
-        resumed = _restore(checkpoint_dir / "last.pt", model, optimizer, scheduler, scaler,
-                           generators)
-        history.epochs = list(resumed["history"])
-        start_epoch, step = resumed["epoch"], resumed["step"]
-        best, bad_epochs = resumed["best"], resumed["bad_epochs"]
-
-    def checkpoint(epoch, sums=None, done=0, step_rng=None, epoch_rng=None):
-        """The whole training state; mid-epoch when ``done`` batches of ``epoch + 1`` ran."""
-        rng, loader_rng = epoch_rng or (rng_state(), [g.get_state() for g in generators])
-        return {"model": unwrap_model(model).state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "scaler": scaler.state_dict(), "epoch": epoch, "step": step,
-                "batches_done": done, "sums": sums and (sums.values, sums.count),
-                "step_rng": step_rng, "rng": rng, "loader_rng": loader_rng,
-                "history": history.epochs[:epoch], "best": best, "bad_epochs": bad_epochs,
-                "config": config}
+    step = 0
+    if resume:  # rank 0 decides and sends its checkpoint: other machines need no copy
+        last = checkpoint_dir / "last.pt"
+        state = broadcast(load_checkpoint(last) if main and last.is_file() else None)
+        if state is not None:
+            _restore(state, last, model, optimizer, scheduler, scaler, device, generators,
+                     steps_per_epoch)
+            history.epochs, step = state["history"], state["step"]
 
     report = Progress(progress, epochs, enabled=main)
-    log = RunLog((log_dir or checkpoint_dir) if main else None, start_epoch)
-    sums, done, step_rng, epoch_rng = None, 0, None, None
+    log = RunLog((log_dir or checkpoint_dir) if main else None, len(history))
     try:
-        for epoch in range(start_epoch + 1, epochs + 1):
-            if early_stopping is not None and bad_epochs >= early_stopping:
+        for epoch in range(len(history) + 1, epochs + 1):
+            if early_stopping is not None and history.epochs_since_best() >= early_stopping:
                 break
-            sampler = getattr(train_loader, "sampler", None)
-            if hasattr(sampler, "set_epoch"):  # DistributedSampler: a new shard order per epoch
-                sampler.set_epoch(epoch)
-            epoch_rng = (rng_state(), [g.get_state() for g in generators])
-            started = time.perf_counter()
-            sums, done = _Sums(list(metrics)), 0
-            batches = iter(train_loader)
-            if resumed is not None and resumed["batches_done"]:
-                # Replay the interrupted epoch's data order up to where Ctrl-C stopped it.
-                done = resumed["batches_done"]
-                values, count = resumed["sums"]
-                sums.values, sums.count = list(values), count
-                for _ in islice(batches, done):
-                    pass
-                step_rng = resumed["step_rng"]
-                set_rng_state(step_rng)
-            resumed = None
-            report.start_epoch(epoch, _length(train_loader), done)
-
+            _set_epoch(train_loader, epoch)
             model.train()
-            for x, y in batches:
+            started = time.perf_counter()
+            totals = _Totals(metrics, device, watch=True, fp16=scaler.is_enabled())
+            report.start_epoch(epoch, steps_per_epoch)
+            for x, y in train_loader:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 with autocast(device, dtype):
                     outputs = model(x)
                     loss = loss_fn(outputs, y)
-                loss_value = loss.item()
-                if not math.isfinite(loss_value):
-                    kept = f"; {checkpoint_dir / 'last.pt'} still holds epoch {epoch - 1}" if (
-                        checkpoint_dir is not None and epoch > 1) else ""
-                    raise NonFiniteLossError(
-                        f"loss is {loss_value} at epoch {epoch}, step {step + 1} (batch "
-                        f"{done + 1} of the epoch); training stopped{kept}", history)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if grad_clip is not None:
                     scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
                     nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-                scaler.step(optimizer)
+                scaler.step(optimizer)  # skipped by the scaler if float16 overflowed
                 scaler.update()
                 if scheduler is not None and per_batch:
                     scheduler.step()
-                step, done = step + 1, done + 1
-                with torch.no_grad():
-                    sums.add(loss_value, outputs.float(), y, metrics, len(x))
-                step_rng = torch_rng_state(cuda)
-                report.step(loss_value)
+                step += 1
+                totals.add(loss, outputs, y)
+                report.step()
+                if len(totals.queue) >= CHECK_EVERY:
+                    _stop_if_diverged(totals, epoch, step, history, checkpoint_dir)
+                    report.show_loss(totals.last_loss)
+            _stop_if_diverged(totals, epoch, step, history, checkpoint_dir)
             train_seconds = time.perf_counter() - started
 
-            record = {"epoch": epoch, **sums.means(device, "train_")}
+            train_means, samples = totals.means("train_")
+            record = {"epoch": epoch, **train_means}
             if val_loader is not None:
                 val = _evaluate(model, val_loader, loss_fn, metrics, device, dtype)
-                record.update(val.means(device, "val_"))
+                record.update(val.means("val_")[0])
             record["lr"] = optimizer.param_groups[0]["lr"]
             record["seconds"] = time.perf_counter() - started
-            record["samples_per_s"] = sums.count / max(train_seconds, 1e-9)
+            record["samples_per_s"] = samples / max(train_seconds, 1e-9)  # all processes
             history.epochs.append(record)
             if scheduler is not None and not per_batch:
                 if isinstance(scheduler, ReduceLROnPlateau):
-                    scheduler.step(record[monitor])
+                    scheduler.step(record[history.monitor])
                 else:
                     scheduler.step()
-            improved = history.is_better(record[monitor], best)
-            best, bad_epochs = (record[monitor], 0) if improved else (best, bad_epochs + 1)
-            # From here on the epoch counts as done: Ctrl-C saves an end-of-epoch checkpoint.
-            epoch_rng, sums, done = None, None, 0
             if checkpoint_dir is not None:
+                state = {"model": unwrap_model(model).state_dict(),
+                         "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                         "scaler": scaler.state_dict(), "epoch": epoch, "step": step,
+                         "history": history.epochs, "config": config,
+                         "world_size": get_world_size(), "steps_per_epoch": steps_per_epoch,
+                         "rng": all_gather(rng_state(device, generators))}  # one per process
                 if main:
-                    state = checkpoint(epoch)
                     save_checkpoint(state, checkpoint_dir / "last.pt")
-                    if improved:
+                    if history.best is record:
                         save_checkpoint(state, checkpoint_dir / "best.pt")
                 barrier()  # no process reads a checkpoint before rank 0 has finished it
             report.end_epoch(record)
             log.write(history)
     except KeyboardInterrupt:
         report.close()
-        completed = len(history.epochs) if epoch_rng is None else epoch - 1
-        del history.epochs[completed:]
-        if checkpoint_dir is not None and main:
-            state = checkpoint(completed, sums, done, step_rng, epoch_rng)
-            save_checkpoint(state, checkpoint_dir / "last.pt")
-            print(f"Interrupted at epoch {completed + 1}, step {step}: saved "
-                  f"{checkpoint_dir / 'last.pt'}; fit(..., resume=True) carries on.", flush=True)
+        if main:
+            kept = (f"; {checkpoint_dir / 'last.pt'} holds epoch {len(history)} and "
+                    "fit(..., resume=True) carries on from there"
+                    if checkpoint_dir is not None and len(history) else "")
+            print(f"Interrupted during epoch {len(history) + 1}{kept}.", flush=True)
     finally:
         report.close()
         log.close()
     return history
+
+
+def _stop_if_diverged(totals: _Totals, epoch: int, step: int, history: History,
+                      checkpoint_dir) -> None:
+    """Raise :class:`NonFiniteLossError` if the losses queued in ``totals`` say so."""
+    diverged = totals.check()
+    if diverged is None:
+        return
+    batch, value = diverged
+    where = f"step {step - totals.batches + batch} (batch {batch} of the epoch)"
+    what = f"loss is {value}" if not math.isfinite(value) else "another rank's loss is not finite"
+    if totals.fp16:
+        what += f", the last of {FP16_SKIP_LIMIT} float16 steps in a row that overflowed"
+    kept = f"; {checkpoint_dir / 'last.pt'} still holds epoch {epoch - 1}" if (
+        checkpoint_dir is not None and epoch > 1) else ""
+    raise NonFiniteLossError(f"{what} at epoch {epoch}, {where}; training stopped{kept}", history)

@@ -75,16 +75,20 @@ class Progress:
         self.epochs = epochs
         self.bar = None
 
-    def start_epoch(self, epoch: int, batches: int, done: int = 0) -> None:
+    def start_epoch(self, epoch: int, batches: int | None) -> None:
         if self.mode == "bar":
-            self.bar = _tqdm()(total=batches, initial=done, desc=f"epoch {epoch}/{self.epochs}",
-                            unit="batch", dynamic_ncols=True)
+            self.bar = _tqdm()(total=batches, desc=f"epoch {epoch}/{self.epochs}",
+                               unit="batch", dynamic_ncols=True)
 
-    def step(self, loss: float) -> None:
+    def step(self) -> None:
         if self.bar is not None:
-            # refresh=False: tqdm redraws on its own clock, not once per batch.
-            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
             self.bar.update()
+
+    def show_loss(self, loss: float) -> None:
+        """The latest loss on the bar (fit looks at losses every few dozen steps)."""
+        if self.bar is not None:
+            # refresh=False: tqdm redraws on its own clock, not on every call.
+            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
 
     def end_epoch(self, record: dict[str, Any]) -> None:
         if self.bar is not None:
