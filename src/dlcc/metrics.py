@@ -30,39 +30,67 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
     return (predicted == y).float().mean().item()
 
 
-def _binary_masks(logits: torch.Tensor, masks: torch.Tensor, threshold: float):
+def _binary_masks(outputs: torch.Tensor, masks: torch.Tensor, threshold: float):
     """Predicted and true masks as (N, pixels) floats, one row per image."""
-    if logits.shape != masks.shape:
-        raise ValueError(f"logits have shape {tuple(logits.shape)} but masks have shape "
+    if not isinstance(outputs, torch.Tensor) or not isinstance(masks, torch.Tensor):
+        raise TypeError(f"outputs and masks must be tensors, got {type(outputs).__name__} "
+                        f"and {type(masks).__name__}")
+    if outputs.shape != masks.shape:
+        raise ValueError(f"outputs have shape {tuple(outputs.shape)} but masks have shape "
                          f"{tuple(masks.shape)}; they must match, e.g. (N, 1, H, W)")
-    n = logits.shape[0]
-    predicted = (torch.sigmoid(logits.float()) > threshold).float().reshape(n, -1)
-    return predicted, masks.float().reshape(n, -1)
+    n = outputs.shape[0]
+    if outputs.dtype == torch.bool:
+        predicted = outputs
+    else:
+        predicted = torch.sigmoid(outputs.float()) > threshold
+    return predicted.float().reshape(n, -1), masks.float().reshape(n, -1)
 
 
-def dice(logits: torch.Tensor, masks: torch.Tensor, threshold: float = 0.5,
+def dice(outputs: torch.Tensor, masks: torch.Tensor, threshold: float = 0.5,
          eps: float = 1e-6) -> float:
     """Mean Dice coefficient ``2|P ∩ T| / (|P| + |T|)`` over the images of a batch.
 
-    ``logits``, ``masks``: (N, 1, H, W) or (N, H, W); a pixel is predicted foreground where
-    ``sigmoid(logit) > threshold``. ``eps`` makes an image with both masks empty score 1.
+    The one contract of every segmentation score here (:func:`iou`, :func:`precision`,
+    :func:`recall` too): ``outputs`` are a model's logits (N, 1, H, W) or (N, H, W), and a
+    pixel is predicted foreground where ``sigmoid(logit) > threshold`` (for the default 0.5,
+    where the logit is positive); a boolean tensor of that shape is a predicted mask, used as
+    it is (for masks from a classical method). ``masks`` hold the true masks in {0, 1}.
+    ``eps`` makes an image with both masks empty score 1.
     """
-    predicted, true = _binary_masks(logits, masks, threshold)
+    predicted, true = _binary_masks(outputs, masks, threshold)
     overlap = (predicted * true).sum(dim=1)
     scores = (2 * overlap + eps) / (predicted.sum(dim=1) + true.sum(dim=1) + eps)
     return scores.mean().item()
 
 
-def iou(logits: torch.Tensor, masks: torch.Tensor, threshold: float = 0.5,
+def iou(outputs: torch.Tensor, masks: torch.Tensor, threshold: float = 0.5,
         eps: float = 1e-6) -> float:
     """Mean intersection over union ``|P ∩ T| / |P ∪ T|`` (Jaccard index) over the images.
 
-    Shapes and thresholding as in :func:`dice`.
+    Arguments as in :func:`dice`.
     """
-    predicted, true = _binary_masks(logits, masks, threshold)
+    predicted, true = _binary_masks(outputs, masks, threshold)
     overlap = (predicted * true).sum(dim=1)
     union = predicted.sum(dim=1) + true.sum(dim=1) - overlap
     return ((overlap + eps) / (union + eps)).mean().item()
+
+
+def precision(outputs: torch.Tensor, masks: torch.Tensor, threshold: float = 0.5,
+              eps: float = 1e-6) -> float:
+    """Mean over images of ``|P ∩ T| / |P|``: the fraction of predicted foreground that is
+    true foreground (1 when nothing is predicted). Arguments as in :func:`dice`."""
+    predicted, true = _binary_masks(outputs, masks, threshold)
+    overlap = (predicted * true).sum(dim=1)
+    return ((overlap + eps) / (predicted.sum(dim=1) + eps)).mean().item()
+
+
+def recall(outputs: torch.Tensor, masks: torch.Tensor, threshold: float = 0.5,
+           eps: float = 1e-6) -> float:
+    """Mean over images of ``|P ∩ T| / |T|``: the fraction of true foreground that is found
+    (1 when there is none). Arguments as in :func:`dice`."""
+    predicted, true = _binary_masks(outputs, masks, threshold)
+    overlap = (predicted * true).sum(dim=1)
+    return ((overlap + eps) / (true.sum(dim=1) + eps)).mean().item()
 
 
 def dice_loss(logits: torch.Tensor, masks: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
