@@ -150,14 +150,13 @@ def test_cache_hit_does_not_contact_the_server(server, tmp_path):
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
 
 
-def test_corrupted_cache_is_reported_and_fetched_again(server, tmp_path):
+def test_corrupted_cache_is_fetched_again(server, tmp_path):
     url = f"{server.url}/mnist/"
     load_mnist("train", tmp_path, base_url=url)
     cached = tmp_path / "mnist" / "train-images-idx3-ubyte.gz"
     cached.write_bytes(cached.read_bytes()[:40])  # a download cut short
 
-    with pytest.warns(UserWarning, match=r"train-images-idx3-ubyte\.gz failed its sha256"):
-        images, _ = load_mnist("train", tmp_path, base_url=url)
+    images, _ = load_mnist("train", tmp_path, base_url=url)  # pooch sees the wrong hash
     assert server.count("train-images-idx3-ubyte.gz") == 2
     assert server.count("train-labels-idx1-ubyte.gz") == 1
     assert cached.read_bytes() == MNIST_FILES["train-images-idx3-ubyte.gz"]

@@ -1,20 +1,20 @@
 """Fetch the full data sets (MNIST, Fashion-MNIST, CIFAR-10) once, verified, into a cache.
 
-Where files go: the ``cache_dir`` argument, else the ``DLCC_DATA`` environment variable, else
-``pooch.os_cache("dlcc")`` (e.g. ``~/.cache/dlcc``); each data set has its own sub-folder,
-because MNIST and Fashion-MNIST use the same file names. Where they come from: the
-``base_url`` argument (the folder holding that data set's files), else
-``$DLCC_DATA_URL/<data set>/`` (one local mirror for all three), else the public mirror below.
+A ``pooch.create`` registry holds each file's sha256. Where files go: the ``cache_dir``
+argument, else the ``DLCC_DATA`` environment variable, else ``pooch.os_cache("dlcc")`` (e.g.
+``~/.cache/dlcc``); each data set has its own sub-folder, because MNIST and Fashion-MNIST use
+the same file names. Where they come from: the ``base_url`` argument (the folder holding that
+data set's files), else ``$DLCC_DATA_URL/<data set>/`` (one local mirror for all three), else
+the public mirrors below.
 
-Every file is checked against its sha256 before it is used. pooch streams a download into a
-temporary file next to the target and moves it into place only once the hash matches, so an
-interrupted download never leaves a half-written file under the real name.
+pooch checks every file against its sha256: a cached copy that fails (truncated, corrupted) is
+downloaded again, and a download is streamed into a temporary file and moved into place only
+once its hash matches, so an interrupted download never leaves a half-written file.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import pooch
@@ -72,13 +72,22 @@ class DownloadError(RuntimeError):
     """A data file could not be downloaded (or arrived with the wrong checksum)."""
 
 
+def _pooch(cache_dir: str | os.PathLike | None = None, dataset: str | None = None,
+           base_url: str | None = None) -> pooch.Pooch:
+    """Every file as ``<data set>/<file name>``; ``base_url`` is where ``dataset``'s are."""
+    registry, urls = {}, {}
+    for name, files in REGISTRY.items():
+        folder = source_url(name, base_url if name == dataset else None)
+        for file, sha256 in files.items():
+            registry[f"{name}/{file}"], urls[f"{name}/{file}"] = sha256, folder + file
+    return pooch.create(path=pooch.os_cache("dlcc") if cache_dir is None else cache_dir,
+                        env=ENV_CACHE if cache_dir is None else None,  # the argument wins
+                        base_url="", registry=registry, urls=urls)
+
+
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     """The folder that holds one sub-folder per data set (see the module docstring)."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    if os.environ.get(ENV_CACHE):
-        return Path(os.environ[ENV_CACHE]).expanduser()
-    return Path(pooch.os_cache("dlcc"))
+    return Path(_pooch(cache_dir).abspath)
 
 
 def source_url(dataset: str, base_url: str | None = None) -> str:
@@ -92,34 +101,24 @@ def fetch(dataset: str, filename: str, *, cache_dir: str | os.PathLike | None = 
           base_url: str | None = None, progress: bool = False) -> Path:
     """Path to a verified local copy of ``filename`` of ``dataset``, downloading it if needed.
 
-    A cached file whose sha256 does not match (a truncated or corrupted copy) is reported
-    with a warning, deleted and downloaded again. Raises :class:`DownloadError` naming the URL
-    and the cache path when the download fails.
+    Raises :class:`DownloadError` naming the URL and the cache path when the download fails
+    or its sha256 does not match.
     """
     if dataset not in REGISTRY:
         raise ValueError(f"dataset must be one of {sorted(REGISTRY)}, got {dataset!r}")
     if filename not in REGISTRY[dataset]:
         raise ValueError(f"{dataset} has no file {filename!r}; files: "
                          f"{', '.join(REGISTRY[dataset])}")
-    sha256 = REGISTRY[dataset][filename]
-    folder = cache_root(cache_dir) / dataset
-    path = folder / filename
-    url = source_url(dataset, base_url) + filename
-
-    if path.exists():
-        if pooch.file_hash(str(path)) == sha256:
-            return path
-        warnings.warn(f"cached file {path} failed its sha256 check (truncated or corrupted?); "
-                      f"deleting it and downloading it again from {url}", stacklevel=2)
-        path.unlink()
+    store = _pooch(cache_dir, dataset, base_url)
+    key = f"{dataset}/{filename}"
+    url, path = store.get_url(key), Path(store.abspath) / key
 
     import requests  # pooch's own dependency; imported late to keep `import dlcc.data` light
 
     downloader = pooch.HTTPDownloader(progressbar=progress, chunk_size=2**20,
                                       timeout=TIMEOUT_S)
     try:
-        pooch.retrieve(url, known_hash=f"sha256:{sha256}", fname=filename, path=folder,
-                       downloader=downloader)
+        return Path(store.fetch(key, downloader=downloader))
     except requests.exceptions.RequestException as err:
         raise DownloadError(
             f"could not download {url} to {path} ({type(err).__name__}: {err}). If this "
@@ -129,10 +128,10 @@ def fetch(dataset: str, filename: str, *, cache_dir: str | os.PathLike | None = 
         ) from err
     except ValueError as err:  # pooch's hash mismatch: the mirror served other bytes
         raise DownloadError(
-            f"{url} was downloaded but its sha256 is not {sha256}, so nothing was saved to "
-            f"{path}. The mirror may have changed; try another base_url or {ENV_URL}."
+            f"{url} was downloaded but its sha256 is not {REGISTRY[dataset][filename]}, so "
+            f"nothing was saved to {path}. The mirror may have changed; try another base_url "
+            f"or {ENV_URL}."
         ) from err
-    return path
 
 
 def _check_split(split: str) -> None:
