@@ -193,3 +193,23 @@ def test_mlp_reports_wrong_feature_count():
 def test_bad_constructor_arguments(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_numpy_integers_are_accepted_and_bools_rejected():
+    """One validator for both halves: sizes computed with numpy work, True is not 1."""
+    import numpy as np
+
+    i = np.int64
+    assert MLP([i(12), i(8), i(3)])(torch.randn(2, 12)).shape == (2, 3)
+    assert SmallCNN(in_channels=i(3), num_classes=i(5))(torch.randn(2, 3, 32, 32)).shape == (2, 5)
+    unet = UNet(in_channels=i(1), out_channels=i(2), depth=i(2), width=i(4))
+    assert unet(torch.randn(1, 1, 16, 16)).shape == (1, 2, 16, 16)
+    assert type(unet.depth) is int
+    with pytest.raises(ValueError, match="every entry of sizes must be a positive integer, "
+                                         "got True"):
+        MLP([10, True])
+    with pytest.raises(ValueError, match="num_classes must be a positive integer, got False"):
+        SmallCNN(num_classes=False)
+    with pytest.raises(ValueError, match=r"every entry of widths must be a positive integer, "
+                                         r"got 2\.0"):
+        SmallCNN(widths=(4, 2.0))

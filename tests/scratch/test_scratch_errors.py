@@ -1,5 +1,7 @@
 """Every public function rejects malformed input with a message that names what went wrong."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -178,3 +180,16 @@ CASES = [
 def test_bad_input_is_rejected_clearly(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_one_integer_check_for_both_halves():
+    from dlcc.scratch._checks import integer
+
+    assert integer("n", np.int32(3)) == 3 and type(integer("n", np.int32(3))) is int
+    assert integer("step", 0, low=0) == 0
+    for bad in (True, 2.0, "3", None, 0, np.float64(4.0)):
+        message = re.escape(f"n must be a positive integer, got {bad!r}")
+        with pytest.raises(ValueError, match=message):
+            integer("n", bad)
+    with pytest.raises(ValueError, match="classes must be an integer >= 2, got 1"):
+        integer("classes", 1, low=2)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dlcc.scratch._checks import integer as positive_int  # one check for both halves
+
 
 def check_images(x: object, in_channels: int) -> torch.Tensor:
     """Return ``x`` if it is a float tensor of shape (N, in_channels, H, W), else raise."""
@@ -17,20 +19,12 @@ def check_images(x: object, in_channels: int) -> torch.Tensor:
     return x
 
 
-def positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
 def check_widths(name: str, value: object) -> tuple[int, ...]:
     """A non-empty sequence of positive ints (channel widths, one per stage)."""
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) == 0:
         raise ValueError(f"{name} must be a non-empty sequence of positive integers, "
                          f"got {value!r}")
-    for w in value:
-        positive_int(f"every entry of {name}", w)
-    return tuple(value)
+    return tuple(positive_int(f"every entry of {name}", w) for w in value)
 
 
 def init_weights(model: nn.Module) -> None:

@@ -50,6 +50,15 @@ def labels(y: object, n: int, num_classes: int) -> np.ndarray:
     return y
 
 
+def integer(name: str, value: object, low: int = 1) -> int:
+    """``value`` as an ``int`` if it is an integer >= ``low`` (Python's or numpy's, not a
+    bool), else ``ValueError``. Both halves of dlcc use this one check."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        expected = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return int(value)
+
+
 def positive(name: str, value: float) -> None:
     if not value > 0:
         raise ValueError(f"{name} must be positive, got {value}")
