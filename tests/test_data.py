@@ -1,7 +1,6 @@
 """Tests for dlcc.data: offline sets, synthetic cells, preparation, loaders, augmentation."""
 
 import functools
-import time
 
 import pytest
 import torch
@@ -76,17 +75,14 @@ def test_mnist_small():
 
 # ---- synthetic cells ----------------------------------------------------------------------
 
-def test_synthetic_cells_shapes_values_and_speed():
-    start = time.perf_counter()
-    data = synthetic_cells()  # the defaults: 256 images of 64x64
-    elapsed = time.perf_counter() - start
-    images, masks = data.tensors
+def test_synthetic_cells_shapes_and_values():
+    """Its speed is measured against a training epoch in benchmarks/data.py."""
+    images, masks = synthetic_cells().tensors  # the defaults: 256 images of 64x64
     assert images.shape == masks.shape == (256, 1, 64, 64)
     assert images.dtype == masks.dtype == torch.float32
     assert set(masks.unique().tolist()) == {0.0, 1.0}
     assert (masks.sum(dim=(1, 2, 3)) > 0).all()  # every image has a cell
     assert 0.02 < masks.mean() < 0.3
-    assert elapsed < 3  # about 0.2 s on an idle core; generous for a shared CI machine
 
 
 def test_synthetic_cells_deterministic_per_seed():
