@@ -1,149 +1,314 @@
-"""The notebooks behind the launch and download buttons (book/_ext/notebooks.py)."""
+"""The notebooks behind the launch and download buttons (book/_ext/notebooks.py).
+
+Exported from the strict build, every notebook must read like its page (the same numbers, code,
+links and citations, nothing left as MyST) and run top to bottom in a fresh virtual environment
+holding only ``dlcc`` and its declared dependencies, as Colab does after the install cell.
+"""
 
 from __future__ import annotations
 
-import shutil
+import html as htmllib
+import os
+import re
+import subprocess
 import sys
 import textwrap
+from functools import cache
+from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
+import yaml
+from bs4 import BeautifulSoup
+from filelock import FileLock
 
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
 import notebooks  # noqa: E402
 
-SITE = notebooks.Site(repo_url="https://github.com/org/repo", branch="main",
-                      baseurl="https://org.github.io/repo/", commit="0123456789abcdef")
+SITE = notebooks.read_site(ROOT, commit="0123456789abcdef0123456789abcdef01234567")
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+PLACEHOLDER = "computed on the website"
+# A MyST directive fence or role left as source: ```{name}, :::{name}, {name}`...`
+UNRENDERED = re.compile(r"(`{3,}|:{3,})\{[\w:-]+\}|\{[a-z]+(:[a-z]+)?\}`")
+LINK = re.compile(r"\]\((\S+?)(?:\s+\"[^\"]*\")?\)|(?:href|src)=\"([^\"]+)\"")
+
+
+def executable_pages() -> list[str]:
+    """Every page of ``_toc.yml`` whose front matter declares a kernel (Part 2 included)."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    pages = [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    executable = []
+    for page in pages:
+        text = (ROOT / f"{page}.md").read_text()
+        front = yaml.safe_load(text.split("---", 2)[1]) if text.startswith("---") else {}
+        if "kernelspec" in (front or {}):
+            executable.append(page)
+    return executable
+
+
+PAGES = executable_pages()
+
+
+def markdown(nb) -> str:
+    return "\n\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+
+
+# --- The conversion, on a small page (no build) --------------------------------------------
 
 PAGE = textwrap.dedent("""\
-    ---
-    jupytext:
-      text_representation:
-        format_name: myst
-    kernelspec:
-      display_name: Python 3
-      language: python
-      name: python3
-    ---
-
-    (sec-demo)=
-    # Demo
-
-    See [the setup check](../setup/check.md#from-a-shell), {term}`Epoch`, and {cite}`lecun2015deep`.
-
-    ![A figure](figures/plot.png)
-
-    ```{code-cell} ipython3
-    x = 1 + 1
-    ```
-
-    :::{exercise} Add numbers
-    :label: ex-add
-
-    What is 1 + 1?
-    :::
-
-    :::{solution} ex-add
-    :class: dropdown
-
-    SECRET-ANSWER is 2.
-    :::
-
-    ```{code-cell} ipython3
-    :tags: [solution]
-    secret = "SECRET-CODE"
-    ```
+    <html><head><script>window.MathJax = {"tex": {"macros": {"R": "\\\\mathbb{R}",
+      "vect": ["\\\\mathbf{#1}", 1]}}}</script></head><body>
+    <article class="bd-article"><section id="demo">
+    <h1>Demo<a class="headerlink" href="#demo">#</a></h1>
+    <p>See <a class="reference internal" href="../reference/glossary.html#term-Epoch">Epoch</a>,
+    [<a class="reference internal" href="../reference/reading-list.html#id7"
+    >LeCun <em>et al.</em>, 1989</a>], <span class="pasted-text">0.913</span> and
+    <span class="math">\\(\\vect{x} \\in \\R^n\\)</span>.</p>
+    <div class="math" id="equation-eq-demo"><span class="eqno">(1)<a class="headerlink"
+    href="#equation-eq-demo">#</a></span>\\[\\begin{split}a &amp;= b_1 \\\\ c &amp;= d
+    \\end{split}\\]</div>
+    <div class="cell docutils container"><div class="cell_input"><pre>x = 1</pre></div>
+    <figure><img src="../../_images/out.png" alt="output"/><figcaption><p><span
+    class="caption-number">Fig. 1 </span><span class="caption-text">A curve.</span></p>
+    </figcaption></figure></div>
+    <div class="exercise admonition" id="ex-add"><p class="admonition-title">Exercise 1</p>
+    <p>What is 1 + 1?</p></div>
+    <div class="solution dropdown admonition"><p class="admonition-title">Solution to
+    Exercise 1</p><p>It is 2.</p></div>
+    <div class="highlight-python notranslate"><div class="highlight"><pre>def f(x):
+        return x</pre></div></div>
+    <div class="sd-tab-set"><input type="radio"/><label class="sd-tab-label">numpy</label>
+    <div class="sd-tab-content"><p>Arrays.</p></div></div>
+    <div class="cell tag_hide-input docutils container"><pre>y = 2</pre></div>
+    <p>The end. <img src="../../_images/plot.png" alt="a plot"/></p>
+    </section></article></body></html>
     """)
 
 
 @pytest.fixture
-def book_root(tmp_path):
-    (tmp_path / "book" / "part1").mkdir(parents=True)
-    (tmp_path / "book" / "part1" / "demo.md").write_text(PAGE)
-    return tmp_path
+def build(tmp_path):
+    """A fake build of one page: its HTML and its executed notebook."""
+    html = tmp_path / "_build" / "html"
+    (html / "book" / "part1").mkdir(parents=True)
+    (html / "book" / "part1" / "demo.html").write_text(PAGE)
+    cells = [nbformat.v4.new_markdown_cell("# Demo {glue:text}`acc`"),
+             nbformat.v4.new_code_cell("x = 1", outputs=[nbformat.v4.new_output(
+                 "display_data", {"application/papermill.record/text/plain": "0.913"})]),
+             nbformat.v4.new_code_cell("secret = 'SECRET-CODE'",  # as a hidden build tags it
+                                       metadata={"tags": ["solution", "remove-cell"]}),
+             nbformat.v4.new_code_cell("z = 3", metadata={"tags": ["remove-cell"]}),
+             nbformat.v4.new_code_cell("y = 2", metadata={"tags": ["hide-input"]})]
+    nb = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {
+        "name": "python3", "display_name": "Python 3", "language": "python"}})
+    (html.parent / "jupyter_execute" / "book" / "part1").mkdir(parents=True)
+    nbformat.write(nb, html.parent / "jupyter_execute" / "book" / "part1" / "demo.ipynb")
+    return html
 
 
-def export(root, **kwargs):
-    return notebooks.export("book/part1/demo", SITE, root=root, **kwargs)
+def export_demo(html, **kwargs):
+    return notebooks.export("book/part1/demo", SITE, html=html, **kwargs)
 
 
-def test_first_cell_installs_dlcc_at_the_commit_only_in_colab(book_root):
-    nb = export(book_root)
-    first = nb.cells[0]
-    assert first.cell_type == "code" and "remove-cell" in first.metadata["tags"]
-    assert 'if "google.colab" in sys.modules:' in first.source
-    assert "git+https://github.com/org/repo@0123456789abcdef" in first.source
+def test_demo_page_reads_as_markdown(build):
+    text = markdown(export_demo(build))
+    url = SITE.baseurl
+    assert f"[Epoch]({url}book/reference/glossary.html#term-Epoch)" in text
+    assert f"[[LeCun *et al.*, 1989]({url}book/reference/reading-list.html#id7)]" in text
+    assert "0.913" in text and "$\\mathbf{x} \\in \\mathbb{R}^n$" in text
+    assert "$$\n\\begin{aligned}a &= b_1 \\\\ c &= d\\end{aligned} \\tag{1}\n$$" in text
+    assert f"![a plot]({url}_images/plot.png)" in text and "out.png" not in text
+    assert "**Fig. 1** A curve." in text
+    assert "> **Exercise 1**\n>\n> What is 1 + 1?" in text
+    assert "<details><summary>Solution to Exercise 1</summary>\n\nIt is 2.\n\n</details>" in text
+    assert "```python\ndef f(x):\n    return x\n```" in text
+    assert "**numpy**\n\nArrays." in text
+    assert "Demo#" not in text and "(1)#" not in text  # no heading or equation links
 
 
-def test_metadata_requests_a_colab_gpu(book_root):
-    nb = export(book_root)
-    assert nb.metadata["accelerator"] == "GPU"
-    assert nb.metadata["colab"]["gpuType"] == "T4"
-    assert nb.metadata["kernelspec"]["name"] == "python3"
+def test_code_cells_pair_with_the_page(build):
+    nb = export_demo(build)
+    kinds = [(c.cell_type, c.source.split("\n")[0][:14]) for c in nb.cells]
+    assert kinds == [("markdown", "*This notebook"), ("code", "# @title Colab"),
+                     ("markdown", "# Demo"), ("code", "x = 1"), ("code", "secret = 'SECR"),
+                     ("code", "z = 3"), ("markdown", "**Fig. 1** A c"), ("code", "y = 2"),
+                     ("markdown", "The end. ![a p")]
+    assert nb.cells[3].outputs == []  # glue's invisible record is dropped
+    hidden = export_demo(build, hide_solutions=True)
+    assert "SECRET-CODE" not in nbformat.writes(hidden)
+    assert len(hidden.cells) == len(nb.cells) - 1
+
+
+def test_first_cells_say_what_the_notebook_is_and_install_dlcc_only_in_colab(build):
+    nb = export_demo(build)
+    assert "opens with that build's outputs" in nb.cells[0].source
+    assert SITE.page_url("book/part1/demo") in nb.cells[0].source
+    install = nb.cells[1]
+    assert install.id == notebooks.INSTALL_CELL_ID and "remove-cell" in install.metadata.tags
+    assert install.metadata.cellView == "form" and install.metadata.jupyter.source_hidden
+    assert 'if "google.colab" in sys.modules:' in install.source
+    assert f"git+{SITE.repo_url}@{SITE.commit}" in install.source
+
+
+def test_metadata_requests_a_colab_gpu(build):
+    nb = export_demo(build)
+    assert nb.metadata.accelerator == "GPU" and nb.metadata.colab.gpuType == "T4"
+    assert nb.metadata.kernelspec.name == "python3"
     nbformat.validate(nb)
 
 
-def test_links_images_and_roles_become_absolute_markdown(book_root):
-    text = "\n".join(c.source for c in export(book_root).cells if c.cell_type == "markdown")
-    assert "(https://org.github.io/repo/book/setup/check.html#from-a-shell)" in text
-    assert "![A figure](https://org.github.io/repo/_images/plot.png)" in text
-    assert "{term}" not in text and "Epoch" in text
-    assert "[lecun2015deep](https://org.github.io/repo/book/reference/reading-list.html)" in text
-    assert "(sec-demo)=" not in text and ":label:" not in text
-    assert "**Exercise** Add numbers" in text
-
-
-def test_cell_ids_are_stable_and_local(book_root):
-    ids = [c.id for c in export(book_root).cells]
-    assert ids == [c.id for c in export(book_root).cells]
-    assert len(set(ids)) == len(ids)
-    page = book_root / "book" / "part1" / "demo.md"
-    page.write_text(page.read_text().replace("x = 1 + 1", "x = 1 + 2"))
-    changed = [c.id for c in export(book_root).cells]
+def test_cell_ids_are_stable_and_local(build):
+    ids = [c.id for c in export_demo(build).cells]
+    assert ids == [c.id for c in export_demo(build).cells] and len(set(ids)) == len(ids)
+    page = build / "book" / "part1" / "demo.html"
+    page.write_text(page.read_text().replace("The end.", "The very end."))
+    changed = [c.id for c in export_demo(build).cells]
     assert sum(a != b for a, b in zip(ids, changed, strict=True)) == 1
 
 
-def test_hidden_solutions_leave_no_trace(book_root):
-    shown = nbformat.writes(export(book_root))
-    assert "SECRET-ANSWER" in shown and "SECRET-CODE" in shown
-    hidden = nbformat.writes(export(book_root, hide_solutions=True))
-    assert "SECRET-ANSWER" not in hidden and "SECRET-CODE" not in hidden
-    assert "What is 1 + 1?" in hidden
+def test_a_page_that_does_not_match_its_notebook_is_an_error(build):
+    page = build / "book" / "part1" / "demo.html"
+    page.write_text(page.read_text().replace('<div class="cell tag_hide-input', '<div class="x'))
+    with pytest.raises(ValueError, match="shows 1 code cells but the executed notebook has 2 "):
+        export_demo(build)
+    with pytest.raises(ValueError, match="page: expected an executable page"):
+        notebooks.export("book/part1/missing", SITE, html=build)
 
 
-def test_every_executable_page_exports():
-    pages = notebooks.notebook_pages(ROOT)
-    assert "book/setup/check" in pages
-    for page in pages:
-        nb = notebooks.export(page, SITE)
-        assert nb.cells[0].id == notebooks.INSTALL_CELL_ID
+def test_cli_rejects_a_folder_that_is_not_a_build(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        notebooks.main(["--html", str(tmp_path), "--out", str(tmp_path / "out")])
+    assert "--html: expected the HTML folder of a finished build" in capsys.readouterr().err
 
 
-def two_chapters() -> list[str]:
-    pages = notebooks.notebook_pages(ROOT)
-    part1 = [p for p in pages if p.startswith("book/part1/")]
-    return ["book/setup/check", *part1[:1]]
+# --- Every notebook of the strict build ----------------------------------------------------
 
 
-@pytest.mark.parametrize("page", two_chapters())
-def test_exported_notebook_runs_in_a_fresh_kernel(tmp_path, monkeypatch, page):
-    """Outside Colab the install cell must do nothing and the chapter must run as exported."""
-    for threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):  # as in the book build
-        monkeypatch.setenv(threads, "1")
-    nb = notebooks.export(page, SITE)
-    workdir = tmp_path / "run"
-    shutil.copytree((ROOT / page).parent, workdir)  # the chapter's own folder: data, images
-    client = NotebookClient(nb, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(workdir)}})
-    client.execute()
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-              if o.output_type == "error"]
-    assert not errors
-    assert nb.cells[0].get("outputs") == []
+@pytest.fixture(scope="session")
+def exported(book) -> dict[str, nbformat.NotebookNode]:
+    assert book.ok, book.log[-3000:]
+    return {page: notebooks.export(page, SITE, html=book.html,
+                                   hide_solutions=notebooks.config_hides_solutions(ROOT))
+            for page in notebooks.built_pages(book.html)}
 
 
-def test_two_chapters_are_run():
-    assert len(two_chapters()) == 2, "Part 1 has no executable chapter yet"
+@cache
+def anchors(path: Path) -> set[str]:
+    return set(re.findall(r'\bid="([^"]+)"', path.read_text(encoding="utf-8")))
+
+
+def broken_links(text: str, html: Path) -> list[str]:
+    """Links to the site that name no file, or no element id, of the build."""
+    broken = []
+    for match in LINK.finditer(text):
+        url = htmllib.unescape(match.group(1) or match.group(2))
+        if not url.startswith(SITE.baseurl):
+            continue
+        path, _, anchor = url.removeprefix(SITE.baseurl).partition("#")
+        target = html / (path or "index.html")
+        if not target.is_file() or (anchor and target.suffix == ".html"
+                                    and anchor not in anchors(target)):
+            broken.append(url)
+    return broken
+
+
+def bib_keys() -> list[str]:
+    return re.findall(r"^@\w+\{([^,\s]+),", (ROOT / "book" / "references.bib").read_text(), re.M)
+
+
+@pytest.mark.book
+def test_every_executable_page_of_the_toc_is_exported(exported):
+    assert sorted(exported) == sorted(PAGES)
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("page", PAGES)
+def test_notebook_reads_like_its_page(exported, book, page):
+    nb = exported[page]
+    nbformat.validate(nb)
+    assert nb.metadata.accelerator == "GPU" and nb.metadata.colab.gpuType == "T4"
+    assert nb.cells[1].id == notebooks.INSTALL_CELL_ID and SITE.commit in nb.cells[1].source
+    text = markdown(nb)
+    assert PLACEHOLDER not in text
+    assert not UNRENDERED.search(text), UNRENDERED.search(text).group(0)
+    assert not broken_links(text, book.html), broken_links(text, book.html)[:5]
+    prose = LINK.sub("", text)  # link targets may hold anything; the words may not
+    assert not [k for k in bib_keys() if re.search(rf"\b{re.escape(k)}\b", prose)]
+    soup = BeautifulSoup((book.html / f"{page}.html").read_text(), "html.parser")
+    article = soup.select_one("article.bd-article")
+    for cell in article.select("div.cell"):
+        cell.decompose()
+    # The page's glued numbers and included code are in the notebook, as on the page.
+    for value in article.select("span.pasted-text"):
+        assert value.get_text() in text, f"glued value {value.get_text()!r} missing"
+    for block in article.select("div.highlight pre"):
+        first = (block.get_text().strip().splitlines() or [""])[0]
+        assert first in text, f"code block starting {first!r} missing"
+
+
+ASSIGNMENTS = [p for p in PAGES if re.fullmatch(r"book/assignments/a\d+", p)]
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("page", ASSIGNMENTS)
+def test_hidden_solutions_leave_the_notebooks(exported, hidden_site, page):
+    """The student-facing build (``dlcc_hide_solutions: true``) exports the tasks and starter
+    code but no solution cell (``# SOLUTION``) and no solution block; the normal build both."""
+    assert hidden_site.ok, hidden_site.log[-3000:]
+    hidden = notebooks.export(page, SITE, html=hidden_site.html, hide_solutions=True)
+    for nb, shown in ((exported[page], True), (hidden, False)):
+        code = " ".join(c.source for c in nb.cells if c.cell_type == "code")
+        assert "raise NotImplementedError" in code and "Exercise" in markdown(nb)
+        assert ("# SOLUTION" in code) is shown
+        assert ("<summary>Solution to" in markdown(nb)) is shown
+        assert not any(notebooks.SOLUTION_TAG in notebooks.tags(c) for c in nb.cells) \
+            or shown
+
+
+# --- Running them as a reader would ---------------------------------------------------------
+
+RUN = textwrap.dedent("""\
+    import sys, nbformat
+    from nbclient import NotebookClient
+    nb = nbformat.read(sys.argv[1], as_version=4)
+    NotebookClient(nb, timeout=int(sys.argv[2]), kernel_name="python3").execute()
+    """)
+
+
+@pytest.fixture(scope="session")
+def fresh_python(run_dir) -> Path:
+    """A virtual environment with only dlcc (from this checkout), its declared dependencies
+    and a kernel, made once per test run by the first worker that asks; the pins of
+    requirements.txt are constraints (so pip takes the CPU torch)."""
+    venv = run_dir / "fresh-venv"
+    python = venv / "bin" / "python"
+    with FileLock(run_dir / "fresh-venv.lock"):
+        if not (venv / "ready").exists():
+            pins = run_dir / "pins.txt"
+            pins.write_text("\n".join(line for line in (ROOT / "requirements.txt").read_text()
+                                      .splitlines() if re.match(r"^[\w.-]+==", line)))
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+            pip = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-c",
+                                  str(pins), str(ROOT), "ipykernel", "nbclient"],
+                                 capture_output=True, text=True)
+            assert pip.returncode == 0, pip.stderr[-3000:]
+            (venv / "ready").touch()
+    return python
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("page", PAGES)
+def test_notebook_runs_top_to_bottom_in_a_fresh_environment(fresh_python, exported, page,
+                                                            tmp_path):
+    """Outside Colab the install cell does nothing; every other cell runs (starter code tagged
+    ``skip-execution`` excepted) in an empty folder, each within the build's cell time limit."""
+    notebook = tmp_path / "nb.ipynb"
+    nbformat.write(exported[page], notebook)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+           "MKL_NUM_THREADS": "1"}
+    env.pop("PYTHONPATH", None)
+    run = subprocess.run([str(fresh_python), "-c", RUN, str(notebook),
+                          str(CONFIG["execute"]["timeout"])], cwd=tmp_path, env=env,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]

@@ -1,38 +1,48 @@
-"""Export the book's MyST chapters as Jupyter notebooks for Colab, Binder and download.
+"""Export the executable pages of the BUILT book as Jupyter notebooks (Colab, Binder, download).
 
-The ``.md`` chapters stay the only source. Each exported notebook gets:
+One source of truth: a notebook is its page as the strict build rendered it. Its Markdown cells
+are the page's HTML between code cells, converted with markdownify after Sphinx has resolved
+every glue value, cross-reference, citation and included file; its code cells, and their
+outputs, are the executed notebook myst-nb wrote to ``_build/jupyter_execute``. Each notebook
+also gets:
 
-- a first cell that installs ``dlcc`` at the commit the site was built from, only in Colab;
-- metadata asking Colab for a GPU runtime;
-- links and images rewritten to absolute URLs on the published site, and MyST roles and
-  directive fences turned into plain Markdown that Jupyter and Colab render;
-- cell ids derived from the cell's content, so regenerating gives the same ids.
+- a first cell saying what it is: it opens with the build's outputs (figures and numbers show
+  before anything runs), and running it reproduces them;
+- a collapsed install cell that installs ``dlcc`` at the built commit, only in Colab;
+- metadata asking Colab for a GPU runtime (the chapters run on a CPU, faster on a GPU);
+- links and images as absolute URLs of the published site, math as ``$...$`` TeX;
+- cell ids derived from each cell's content, so regenerating gives the same ids.
 
-Usage (the deploy workflow runs the second form before publishing the ``notebooks`` branch)::
+Usage, after ``jupyter-book build .`` (the deploy workflow runs the first form)::
 
-    python book/_ext/notebooks.py --out DIR [--commit SHA] [--hide-solutions]
-    python book/_ext/notebooks.py --in-place [--commit SHA]
+    python book/_ext/notebooks.py [--html _build/html] --out DIR [--commit SHA] [--hide-solutions]
+    python book/_ext/notebooks.py [--html _build/html] --in-place [--commit SHA]
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
+import logging
 import os
-import posixpath
 import re
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urljoin
 
-import jupytext
 import nbformat
 import yaml
+from bs4 import BeautifulSoup
+from markdownify import MarkdownConverter
 
 ROOT = Path(__file__).resolve().parents[2]
 SOLUTION_TAG = "solution"
+REMOVED = "remove-cell"  # run by the build, never shown on the page
 INSTALL_CELL_ID = "dlcc-install"
+CELL = "DLCCCODECELL"  # marks where a code cell of the page was
 
 
 @dataclass(frozen=True)
@@ -62,7 +72,7 @@ class Site:
 
 
 def current_commit(root: Path = ROOT) -> str:
-    """The commit being built: $GITHUB_SHA in Actions, else ``git rev-parse``, else the branch."""
+    """The commit being built: $GITHUB_SHA in Actions, else ``git rev-parse``, else ""."""
     if os.environ.get("GITHUB_SHA"):
         return os.environ["GITHUB_SHA"]
     try:
@@ -86,130 +96,172 @@ def config_hides_solutions(root: Path = ROOT) -> bool:
     return bool(((config.get("sphinx") or {}).get("config") or {}).get("dlcc_hide_solutions"))
 
 
-def toc_pages(root: Path = ROOT) -> list[str]:
-    """Every page in ``_toc.yml`` (docnames without suffix), in reading order."""
-    toc = yaml.safe_load((root / "_toc.yml").read_text())
-    pages = [toc["root"]]
-    for part in toc.get("parts", []):
-        pages += [chapter["file"] for chapter in part["chapters"]]
-    return pages
+def built_pages(html: Path) -> list[str]:
+    """The executable pages of a build: those with both an executed notebook and a page."""
+    executed = html.parent / "jupyter_execute"
+    pages = [str(p.relative_to(executed).with_suffix("")) for p in executed.rglob("*.ipynb")]
+    return sorted(p for p in pages if (html / f"{p}.html").is_file())
 
 
-def is_notebook(md_path: Path) -> bool:
-    """A page is executable (and launchable) when its front matter declares a kernel."""
-    text = md_path.read_text()
-    if not text.startswith("---"):
-        return False
-    front = yaml.safe_load(text.split("---", 2)[1]) or {}
-    return "kernelspec" in front
+# --- The page's HTML as Markdown -------------------------------------------------------------
 
 
-def notebook_pages(root: Path = ROOT) -> list[str]:
-    return [p for p in toc_pages(root) if is_notebook(root / f"{p}.md")]
+class Converter(MarkdownConverter):
+    """markdownify, plus dropdowns as ``<details>`` (Jupyter and Colab render them)."""
+
+    def convert_details(self, el, text, parent_tags):
+        summary = el.find("summary")
+        title = " ".join(summary.get_text(" ").split()) if summary else "Details"
+        return f"\n\n<details><summary>{title}</summary>\n\n{text.strip()}\n\n</details>\n\n"
+
+    def convert_summary(self, el, text, parent_tags):
+        return ""
+
+
+def code_language(pre) -> str:
+    """The language of a code block, from Sphinx's ``highlight-<language>`` class."""
+    for parent in pre.parents:
+        for name in parent.get("class", []):
+            if name.startswith("highlight-"):
+                language = name.removeprefix("highlight-")
+                return {"ipython3": "python", "default": "python", "none": ""}.get(language,
+                                                                                   language)
+    return ""
+
+
+def tex_macros(soup: BeautifulSoup) -> list[tuple[re.Pattern, str]]:
+    """The site's MathJax macros (``mathjax3_config``), to expand in the notebook's TeX."""
+    script = soup.find("script", string=re.compile(r"window\.MathJax\s*="))
+    if script is None:
+        return []
+    config = json.loads(script.string.split("=", 1)[1].strip().rstrip(";"))
+    rules = []
+    for name, value in config.get("tex", {}).get("macros", {}).items():
+        if isinstance(value, list):  # [body, number of arguments]
+            body, count = value
+            args = r"\{([^{}]*)\}" * count
+            rules.append((re.compile(rf"\\{name}{args}"),
+                          lambda m, body=body: re.sub(r"#(\d)", lambda a: m.group(int(a[1])),
+                                                      body)))
+        else:
+            rules.append((re.compile(rf"\\{name}(?![A-Za-z])"), lambda m, v=value: v))
+    return rules
+
+
+def tex(node, macros) -> str:
+    """A math node as Jupyter TeX: ``$...$`` inline, ``$$...$$`` (with its number) displayed."""
+    number = node.find("span", class_="eqno")
+    if number:
+        number.extract()
+    source = node.get_text().strip()
+    source = re.sub(r"^\\[(\[]|\\[)\]]$", "", source).strip()
+    split = re.fullmatch(r"\\begin\{split\}(.*)\\end\{split\}", source, flags=re.S)
+    if split:  # Sphinx's wrapper for multi-line math; Jupyter's MathJax wants an environment
+        body = split[1].strip()
+        source = body if body.startswith("\\begin") else f"\\begin{{aligned}}{body}\\end{{aligned}}"
+    for pattern, replace in macros:
+        source = pattern.sub(replace, source)
+    if node.name == "span":
+        return f"${source}$"
+    tag = f" \\tag{{{number.get_text(strip=True).strip('()')}}}" if number else ""
+    return f"\n\n$$\n{source}{tag}\n$$\n\n"
+
+
+def page_markdown(path: Path, url: str) -> tuple[str, list[str]]:
+    """The page's title, and its Markdown split at its code cells (one more chunk than cells)."""
+    soup = BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser")
+    article = soup.select_one("article.bd-article")
+    if article is None:
+        raise ValueError(f"{path}: expected a Jupyter Book page (article.bd-article), found none")
+    macros = tex_macros(soup)
+    for junk in article.select("a.headerlink, script, style, input, button"):
+        junk.decompose()
+    for cell in article.select("div.cell"):
+        marker = soup.new_tag("p", string=CELL)
+        cell.replace_with(marker)
+        for caption in cell.select("figcaption"):  # figure captions follow their cell
+            caption.name, caption.attrs = "p", {}
+            marker.insert_after(caption)
+    for number in article.select("span.caption-number"):  # "Fig. 1", "Table 2"
+        number.name = "strong"
+    for link in article.select("a[href]"):
+        link["href"] = urljoin(url, link["href"])
+    for image in article.select("img[src]"):
+        image["src"] = urljoin(url, image["src"])
+    math = {}
+    for node in article.select("span.math, div.math"):
+        math[key := f"DLCCMATH{len(math)}X"] = tex(node, macros)
+        node.replace_with(key)
+    for label in article.select("label.sd-tab-label, .sd-card-title"):  # tabs, cards
+        label.name, label.attrs = "p", {}
+        label.string = label.get_text(" ", strip=True)
+        label.string.wrap(soup.new_tag("strong"))
+    for box in article.select("div.admonition"):
+        title = box.find(class_="admonition-title")
+        heading = " ".join(title.get_text(" ").split()) if title else ""
+        if title:
+            title.decompose()
+        if "dropdown" in box.get("class", []):  # as the page shows it: folded
+            box.name, box.attrs = "details", {}
+            box.insert(0, soup.new_tag("summary", string=heading))
+        else:
+            box.name, box.attrs = "blockquote", {}
+            if heading:
+                strong = soup.new_tag("strong", string=heading)
+                paragraph = soup.new_tag("p")
+                paragraph.append(strong)
+                box.insert(0, paragraph)
+    title = article.find("h1").get_text(" ", strip=True)
+    text = Converter(heading_style="ATX", bullets="-",
+                     code_language_callback=code_language).convert_soup(article)
+    text = re.sub(r"DLCCMATH\d+X", lambda m: math[m.group(0)], text)
+    chunks = re.split(rf"^\s*{CELL}\s*$", text, flags=re.M)
+    return title, [re.sub(r"\n{3,}", "\n\n", c).strip() for c in chunks]
+
+
+# --- The notebook ----------------------------------------------------------------------------
+
+
+def tags(cell) -> list[str]:
+    return cell.get("metadata", {}).get("tags", [])
+
+
+def intro_cell(title: str, page: str, site: Site) -> nbformat.NotebookNode:
+    return nbformat.v4.new_markdown_cell(
+        f"*This notebook is [{title}]({site.page_url(page)}), a page of the Deep Learning Crash "
+        f"Course, as built from commit `{site.commit[:7]}`. It opens with that build's outputs, "
+        "so the figures and numbers are here before you run anything; running it top to bottom "
+        "computes them again, on a CPU or, faster where the page says so, on a GPU (in Colab: "
+        "Runtime, Change runtime type). Links lead to the course site.*")
 
 
 def install_cell(site: Site) -> nbformat.NotebookNode:
     source = (
-        "# Colab only: install the course library at the version this page was built from.\n"
+        "# @title Colab only: install the course library at the version of this notebook\n"
         "# Anywhere else this cell does nothing (install dlcc as the setup guides describe).\n"
         "import sys\n"
         "\n"
         "if \"google.colab\" in sys.modules:\n"
         f"    %pip install --quiet \"dlcc @ git+{site.repo_url}@{site.commit}\"\n"
     )
-    cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["remove-cell"]})
+    metadata = {"tags": [REMOVED], "cellView": "form", "jupyter": {"source_hidden": True}}
+    cell = nbformat.v4.new_code_cell(source, metadata=metadata)
     cell.id = INSTALL_CELL_ID
     return cell
 
 
-# --- Markdown rewriting ----------------------------------------------------------------------
-
-LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
-ROLE = re.compile(r"\{(\w+(?::\w+)?)\}`([^`]*)`")
-FENCE_OPEN = re.compile(r"^(`{3,}|:{3,})\{([\w-]+)\}\s*(.*)$")
-OPTION = re.compile(r"^:[\w-]+:")
-
-
-def absolute_url(target: str, page: str, site: Site) -> str:
-    """A link or image path as written in ``page``, as an absolute URL on the site."""
-    if re.match(r"^[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
-        return target
-    path, _, anchor = target.partition("#")
-    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(page), path))
-    if resolved.endswith(".md"):
-        resolved = resolved[:-3] + ".html"
-    elif not re.search(r"\.\w+$", resolved):
-        resolved += ".html"
-    return site.baseurl + resolved + (f"#{anchor}" if anchor else "")
-
-
-def rewrite_role(role: str, text: str, site: Site) -> str:
-    label, _, target = text.partition("<")
-    label, target = label.strip(), target.rstrip(">").strip()
-    if role == "cite" or role.startswith("cite:"):
-        keys = ", ".join(k.strip() for k in text.split(","))
-        return f"[{keys}]({site.baseurl}book/reference/reading-list.html)"
-    if role == "doc":
-        return f"[{label or target}]({absolute_url(target or label, '', site)})"
-    if role.startswith("glue"):
-        return "(value computed on the website)"
-    if role in ("math",):
-        return f"${text}$"
-    if role == "eq":
-        return f"equation ({label or target})"
-    # term, ref, numref, eq, abbr, ...: keep the words a reader sees
-    return label or target
-
-
-def rewrite_markdown(source: str, page: str, site: Site, hide_solutions: bool) -> str:
-    """MyST Markdown -> Markdown that Jupyter/Colab render, with absolute links."""
-    out: list[str] = []
-    closing: list[str] = []  # fence strings of open directives; "" marks a dropped block
-    skipping = 0
-    for line in source.splitlines():
-        stripped = line.strip()
-        opened = FENCE_OPEN.match(stripped)
-        if opened:
-            fence, name, argument = opened.groups()
-            drop = skipping or (hide_solutions and name.startswith("solution"))
-            closing.append(fence if not drop else "\0" + fence)
-            skipping += bool(drop)
-            if not drop and name not in ("math",):
-                # {admonition} Hints -> **Hints**; {exercise} Title -> **Exercise** Title
-                kind = "" if name == "admonition" else name.replace("-", " ").capitalize()
-                title = " ".join(part for part in (kind and f"**{kind}**",
-                                                   argument if kind else f"**{argument}**")
-                                 if part)
-                if argument or kind:
-                    out += [title, ""]
-            continue
-        if closing and stripped == closing[-1].lstrip("\0"):
-            skipping -= closing.pop().startswith("\0")
-            continue
-        if skipping or (closing and OPTION.match(stripped)):
-            continue
-        if re.match(r"^\(([\w-]+)\)=\s*$", stripped):  # MyST target labels
-            continue
-        line = ROLE.sub(lambda m: rewrite_role(m.group(1), m.group(2), site), line)
-        line = LINK.sub(lambda m: rewrite_link(m, page, site), line)
-        out.append(line)
-    return "\n".join(out).strip("\n")
-
-
-def rewrite_link(match: re.Match, page: str, site: Site) -> str:
-    bang, text, target = match.groups()
-    url = image_url(target, page, site) if bang else absolute_url(target, page, site)
-    return f"{bang}[{text}]({url})"
-
-
-def image_url(target: str, page: str, site: Site) -> str:
-    """Sphinx copies every local image into ``_images/`` under its file name."""
-    if re.match(r"^[a-z][a-z0-9+.-]*:", target):
-        return target
-    return f"{site.baseurl}_images/{posixpath.basename(target)}"
-
-
-# --- Export ----------------------------------------------------------------------------------
+def code_cell(cell) -> nbformat.NotebookNode:
+    """The executed cell, less glue's invisible records (Jupyter has no renderer for them)."""
+    outputs = []
+    for output in cell.outputs:
+        data = output.get("data")
+        if data is not None:
+            output.data = {k: v for k, v in data.items() if "papermill" not in k}
+            if not output.data:
+                continue
+        outputs.append(output)
+    return nbformat.v4.new_code_cell(cell.source, metadata=cell.metadata, outputs=outputs,
+                                     execution_count=cell.get("execution_count"))
 
 
 def stable_ids(nb: nbformat.NotebookNode, page: str) -> None:
@@ -224,26 +276,47 @@ def stable_ids(nb: nbformat.NotebookNode, page: str) -> None:
         cell.id = digest if count == 0 else f"{digest}-{count}"
 
 
-def export(page: str, site: Site, *, root: Path = ROOT, hide_solutions: bool = False
-           ) -> nbformat.NotebookNode:
-    """The notebook for ``page`` (a docname such as ``book/part1/l1-neural-networks``)."""
-    nb = jupytext.read(root / f"{page}.md", fmt="md:myst")
-    cells = []
-    for cell in nb.cells:
-        tags = cell.metadata.get("tags", [])
-        if hide_solutions and SOLUTION_TAG in tags:
-            continue
-        if cell.cell_type == "markdown":
-            cell.source = rewrite_markdown(cell.source, page, site, hide_solutions)
-            if not cell.source.strip():
-                continue
-        cells.append(cell)
-    nb.cells = [install_cell(site), *cells]
-    nb.metadata.pop("jupytext", None)
-    nb.metadata["accelerator"] = "GPU"
-    nb.metadata["colab"] = {"gpuType": "T4", "provenance": [], "name": Path(page).name + ".ipynb"}
-    nb.metadata["dlcc"] = {"page": page, "url": site.page_url(page), "commit": site.commit}
-    nb.nbformat, nb.nbformat_minor = 4, 5
+def sphinx_outdir() -> Path:
+    """The HTML folder of the Sphinx build this code runs in (the book's build-finished hook
+    calls ``export`` without ``html``); Sphinx's log filters hold its application."""
+    for handler in logging.getLogger("sphinx").handlers:
+        for log_filter in handler.filters:
+            if getattr(log_filter, "app", None) is not None:
+                return Path(log_filter.app.outdir)
+    raise ValueError("export: pass html=<the build's HTML folder>; no Sphinx build is running")
+
+
+def export(page: str, site: Site, *, html: Path | None = None, root: Path = ROOT,
+           hide_solutions: bool = False) -> nbformat.NotebookNode:
+    """The notebook for ``page`` (a docname such as ``book/part1/l2-training``) from the build
+    whose HTML folder is ``html``. ``root`` is unused; kept for the build hook's call."""
+    html = Path(html) if html is not None else sphinx_outdir()
+    executed_path = html.parent / "jupyter_execute" / f"{page}.ipynb"
+    if not executed_path.is_file():
+        raise ValueError(f"page: expected an executable page of the build in {html.parent}, "
+                         f"got {page!r} ({executed_path} does not exist)")
+    executed = nbformat.read(executed_path, as_version=4)
+    title, chunks = page_markdown(html / f"{page}.html", site.page_url(page))
+    code = [c for c in executed.cells if c.cell_type == "code"
+            and not (hide_solutions and SOLUTION_TAG in tags(c))]
+    shown = [c for c in code if REMOVED not in tags(c)]
+    if len(shown) != len(chunks) - 1:
+        raise ValueError(f"{page}: the page shows {len(chunks) - 1} code cells but the executed "
+                         f"notebook has {len(shown)} to show; is the build complete?")
+    cells, chunks = [intro_cell(title, page, site), install_cell(site)], iter(chunks)
+    for cell in code:
+        if REMOVED not in tags(cell):
+            cells.append(nbformat.v4.new_markdown_cell(next(chunks)))
+        cells.append(code_cell(cell))
+    cells.append(nbformat.v4.new_markdown_cell(next(chunks)))
+    nb = nbformat.v4.new_notebook(cells=[c for c in cells if c.source.strip()])
+    nb.metadata = {
+        "kernelspec": executed.metadata["kernelspec"],
+        "language_info": {"name": "python"},
+        "accelerator": "GPU",
+        "colab": {"gpuType": "T4", "provenance": [], "name": Path(page).name + ".ipynb"},
+        "dlcc": {"page": page, "url": site.page_url(page), "commit": site.commit},
+    }
     stable_ids(nb, page)
     nbformat.validate(nb)
     return nb
@@ -256,39 +329,45 @@ def write(nb: nbformat.NotebookNode, path: Path) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             nbformat.write(nb, f)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def export_book(out: Path, site: Site, *, root: Path = ROOT, hide_solutions: bool = False
+def export_book(html: Path, out: Path, site: Site, *, hide_solutions: bool = False
                 ) -> list[Path]:
-    """Write ``out/<page>.ipynb`` for every executable page; return the paths written."""
+    """Write ``out/<page>.ipynb`` for every executable page of the build; return the paths."""
     written = []
-    for page in notebook_pages(root):
+    for page in built_pages(html):
         path = out / f"{page}.ipynb"
-        write(export(page, site, root=root, hide_solutions=hide_solutions), path)
+        write(export(page, site, html=html, hide_solutions=hide_solutions), path)
         written.append(path)
     return written
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--html", type=Path, default=ROOT / "_build" / "html",
+                        help="the HTML folder of a finished build (default: _build/html)")
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", type=Path, help="folder to write <page>.ipynb files into")
     where.add_argument("--in-place", action="store_true",
                        help="write each notebook next to its .md (for the notebooks branch)")
     parser.add_argument("--commit", help="commit to install dlcc from (default: git HEAD)")
     parser.add_argument("--hide-solutions", action="store_true",
-                        help="drop solution cells and solution blocks (also done whenever "
-                             "_config.yml sets dlcc_hide_solutions: true)")
+                        help="drop solution cells (also done whenever _config.yml sets "
+                             "dlcc_hide_solutions: true; the build then hides solution blocks)")
     args = parser.parse_args(argv)
+    if not (args.html.parent / "jupyter_execute").is_dir():
+        parser.error(f"--html: expected the HTML folder of a finished build, next to its "
+                     f"jupyter_execute folder; got {args.html}")
     site = read_site(ROOT, args.commit)
     out = ROOT if args.in_place else args.out
     # The notebooks branch must not publish what the student-facing site hides.
     hide = args.hide_solutions or config_hides_solutions(ROOT)
-    for path in export_book(out, site, hide_solutions=hide):
+    for path in export_book(args.html, out, site, hide_solutions=hide):
         print(path)
     return 0
 
