@@ -28,7 +28,7 @@ import logging
 import os
 import re
 import subprocess
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
@@ -120,31 +120,21 @@ class Converter(MarkdownConverter):
 
 def code_language(pre) -> str:
     """The language of a code block, from Sphinx's ``highlight-<language>`` class."""
-    for parent in pre.parents:
-        for name in parent.get("class", []):
-            if name.startswith("highlight-"):
-                language = name.removeprefix("highlight-")
-                return {"ipython3": "python", "default": "python", "none": ""}.get(language,
-                                                                                   language)
-    return ""
+    block = pre.find_parent(class_=re.compile(r"^highlight-"))
+    name = next(c for c in block["class"] if c.startswith("highlight-"))[10:] if block else ""
+    return "python" if name in ("ipython3", "default") else name.replace("none", "")
 
 
-def tex_macros(soup: BeautifulSoup) -> list[tuple[re.Pattern, str]]:
+def tex_macros(soup: BeautifulSoup) -> list[tuple[re.Pattern, Callable]]:
     """The site's MathJax macros (``mathjax3_config``), to expand in the notebook's TeX."""
     script = soup.find("script", string=re.compile(r"window\.MathJax\s*="))
-    if script is None:
-        return []
-    config = json.loads(script.string.split("=", 1)[1].strip().rstrip(";"))
+    config = json.loads(script.string.split("=", 1)[1].strip().rstrip(";")) if script else {}
     rules = []
     for name, value in config.get("tex", {}).get("macros", {}).items():
-        if isinstance(value, list):  # [body, number of arguments]
-            body, count = value
-            args = r"\{([^{}]*)\}" * count
-            rules.append((re.compile(rf"\\{name}{args}"),
-                          lambda m, body=body: re.sub(r"#(\d)", lambda a: m.group(int(a[1])),
-                                                      body)))
-        else:
-            rules.append((re.compile(rf"\\{name}(?![A-Za-z])"), lambda m, v=value: v))
+        body, count = value if isinstance(value, list) else (value, 0)  # [body, arguments]
+        pattern = re.compile(rf"\\{name}(?![A-Za-z])" + r"\{([^{}]*)\}" * count)
+        rules.append((pattern, lambda m, body=body: re.sub(r"#(\d)", lambda a: m[int(a[1])],
+                                                           body)))
     return rules
 
 
@@ -201,16 +191,9 @@ def page_markdown(path: Path, url: str) -> tuple[str, list[str]]:
         heading = " ".join(title.get_text(" ").split()) if title else ""
         if title:
             title.decompose()
-        if "dropdown" in box.get("class", []):  # as the page shows it: folded
-            box.name, box.attrs = "details", {}
-            box.insert(0, soup.new_tag("summary", string=heading))
-        else:
-            box.name, box.attrs = "blockquote", {}
-            if heading:
-                strong = soup.new_tag("strong", string=heading)
-                paragraph = soup.new_tag("p")
-                paragraph.append(strong)
-                box.insert(0, paragraph)
+        folded = "dropdown" in box.get("class", [])  # as the page shows it
+        box.name, box.attrs = ("details" if folded else "blockquote"), {}
+        box.insert(0, soup.new_tag("summary" if folded else "strong", string=heading))
     title = article.find("h1").get_text(" ", strip=True)
     text = Converter(heading_style="ATX", bullets="-",
                      code_language_callback=code_language).convert_soup(article)
@@ -325,15 +308,8 @@ def export(page: str, site: Site, *, html: Path | None = None, root: Path = ROOT
 def write(nb: nbformat.NotebookNode, path: Path) -> None:
     """Write atomically: a reader never sees a half-written notebook."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".ipynb.tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            nbformat.write(nb, f)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    nbformat.write(nb, tmp := path.with_suffix(".ipynb.tmp"))
+    tmp.replace(path)
 
 
 def export_book(html: Path, out: Path, site: Site, *, hide_solutions: bool = False
