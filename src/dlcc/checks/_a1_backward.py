@@ -6,16 +6,14 @@ import numpy as np
 
 from ._a1_reference import SIGMOID_GRAD, make_case, reference_forward, reference_grads
 from ._report import (
-    CheckResult,
     Report,
-    StudentError,
+    Stop,
     as_array,
-    call,
     changed,
     close,
-    require_callable,
     shape_of,
     snapshot,
+    student_check,
     worst,
 )
 
@@ -101,12 +99,10 @@ def _check_backward_case(report: Report, backward, depth: int, l2: float, seed: 
                 for name in SIGMOID_GRAD if name != "right"} if depth > 1 else {}
     before, acts_in, params_in = snapshot(params), [a.copy() for a in acts], snapshot(params)
     try:
-        got, _ = call(backward, params_in, acts_in, y.copy(), l2)
-    except StudentError as error:
-        hint = ""
-        if "KeyError" in str(error) and "'W" in str(error):
-            hint = ": loop over the layers instead of naming W1, W2, W3"
-        report.fail(f"{label}: backward {error}{hint}")
+        got = report.run(f"{label}: backward", backward, params_in, acts_in, y.copy(), l2,
+                         hints={"KeyError: 'W": ": loop over the layers instead of naming W1, "
+                                               "W2, W3"})
+    except Stop:  # reported; the next case still runs
         return False
     if not isinstance(got, dict):
         report.fail(f"{label}: backward returned {shape_of(got)}; return a dict of gradients "
@@ -138,27 +134,23 @@ def _check_backward_case(report: Report, backward, depth: int, l2: float, seed: 
     return not problems and not missing
 
 
-def check_backward(backward, *, quiet: bool = False) -> CheckResult:
+@student_check()
+def check_backward(report: Report, backward) -> None:
     """Check ``backward(params, activations, y, l2)`` on a 3-layer network, then with L2.
 
     ``activations`` is the list [x, h1, h2, probs] of a correct forward pass, so that mistakes
     in the backward pass are found on their own. The case with L2 runs once the case without
     it passes, so that one mistake is not reported twice.
     """
-    require_callable("check_backward", backward)
-    report = Report("check_backward")
     if _check_backward_case(report, backward, 3, 0.0, 5, "3-layer network, l2 = 0"):
         _check_backward_case(report, backward, 3, 0.1, 6, "3-layer network, l2 = 0.1")
     else:
         report.note("the case with l2 = 0.1 runs once the case without L2 passes")
-    return report.finish(quiet)
 
 
-def check_backward_n(backward, *, quiet: bool = False) -> CheckResult:
+@student_check()
+def check_backward_n(report: Report, backward) -> None:
     """Check the N-layer ``backward`` on networks of 1, 2, 3 and 4 layers (l2 = 0.05)."""
-    require_callable("check_backward_n", backward)
-    report = Report("check_backward_n")
     for depth in (1, 2, 3, 4):
         _check_backward_case(report, backward, depth, 0.05, 20 + depth,
                              f"{depth}-layer network")
-    return report.finish(quiet)

@@ -7,17 +7,7 @@ import numpy as np
 from dlcc.scratch import data as scratch_data
 
 from ._a1_reference import make_params, reference_forward
-from ._report import (
-    CheckResult,
-    Report,
-    StudentError,
-    as_array,
-    call,
-    changed,
-    require_callable,
-    shape_of,
-    snapshot,
-)
+from ._report import Report, as_array, changed, shape_of, snapshot, student_check
 
 # --- training loop ---------------------------------------------------------------------------
 
@@ -84,14 +74,13 @@ def _reference_training(params: dict, x: np.ndarray, y: np.ndarray) -> float:
 SIZES_TRAIN = [64, 32, 16, 10]
 
 
-def check_training(train, *, quiet: bool = False) -> CheckResult:
+@student_check()
+def check_training(report: Report, train) -> None:
     """Check ``train(params, x, y, *, lr, l2, epochs, batch_size, seed)`` on 300 small digits.
 
     It must update ``params`` in place with mini-batch gradient descent, shuffling the
     examples each epoch, and return the mean training loss of each epoch.
     """
-    require_callable("check_training", train)
-    report = Report("check_training")
     x, y = _training_data()
     params = make_params(SIZES_TRAIN, np.random.default_rng(3))
     for key in params:
@@ -101,11 +90,7 @@ def check_training(train, *, quiet: bool = False) -> CheckResult:
     log_x: list = []
     log_y: list = []
     x_in, y_in = _Watched(x.copy(), log_x), _Watched(y.copy(), log_y)
-    try:
-        history, _ = call(train, params, x_in, y_in, **TRAIN)
-    except StudentError as error:
-        report.fail(f"train {error}")
-        return report.finish(quiet)
+    history = report.run("train", train, params, x_in, y_in, **TRAIN)
     epochs, n = TRAIN["epochs"], len(x)
     batches = -(-n // TRAIN["batch_size"])
     values = as_array(history)
@@ -144,7 +129,7 @@ def check_training(train, *, quiet: bool = False) -> CheckResult:
     if not changed(start, params):
         report.fail("params did not change: the loop must update params in place (call your "
                     "update function with this params dict)")
-        return report.finish(quiet)
+        return
     if not np.array_equal(np.asarray(x_in), x) or not np.array_equal(np.asarray(y_in), y):
         report.fail("train modified x or y in place (e.g. np.random.shuffle): shuffle an "
                     "index array instead and use it for both x and y, so that images and "
@@ -159,7 +144,6 @@ def check_training(train, *, quiet: bool = False) -> CheckResult:
                  f"training accuracy after {epochs} epochs is {accuracy:.2f}, the reference "
                  f"reaches {reference:.2f} with the same settings: check that every batch "
                  f"takes one step with its own gradients and the learning rate lr")
-    return report.finish(quiet)
 
 
 def _check_visits(report: Report, log_x: list, log_y: list, n: int, epochs: int) -> None:

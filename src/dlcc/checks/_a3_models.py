@@ -14,7 +14,7 @@ from torch.overrides import TorchFunctionMode
 
 from dlcc.models import PreActBlock, SmallCNN
 
-from ._report import CheckResult, Report, StudentError, call, require_class
+from ._report import Report, Stop, student_check
 
 
 def _count(model: nn.Module) -> int:
@@ -24,11 +24,11 @@ def _count(model: nn.Module) -> int:
 # --- architectures --------------------------------------------------------------------------------
 
 def _build(report: Report, cls, label: str, *args, **kwargs):
+    """``cls(*args, **kwargs)``, or None (reported) if that raises or is not a module."""
+    torch.manual_seed(0)
     try:
-        torch.manual_seed(0)
-        model, _ = call(cls, *args, **kwargs)
-    except StudentError as error:
-        report.fail(f"{label} {error}")
+        model = report.run(label, cls, *args, **kwargs)
+    except Stop:
         return None
     if not isinstance(model, nn.Module):
         report.fail(f"{label} is not an nn.Module: subclass torch.nn.Module")
@@ -40,9 +40,8 @@ def _output(report: Report, model: nn.Module, x: torch.Tensor, expected: tuple, 
     model.eval()
     try:
         with torch.no_grad():
-            out, _ = call(model, x)
-    except StudentError as error:
-        report.fail(f"{label}: the forward pass {error}")
+            out = report.run(f"{label}: the forward pass", model, x)
+    except Stop:
         return None
     ok = isinstance(out, torch.Tensor) and tuple(out.shape) == expected
     report.check(ok, f"{label}: input {tuple(x.shape)} gives output {expected}",
@@ -121,11 +120,10 @@ def _check_classifier(report: Report, cls, reference: nn.Module, name: str) -> n
     return model
 
 
-def check_small_cnn(cnn_cls, *, quiet: bool = False) -> CheckResult:
+@student_check("your CNN class")
+def check_small_cnn(report: Report, cnn_cls) -> None:
     """Check the Assignment 3 CNN: per width in (32, 64, 128), [3x3 CONV-BN-ReLU] x 2 and a
     2x2 max-pool; then global average pooling and a linear layer; He and Xavier init."""
-    require_class("check_small_cnn", cnn_cls, "your CNN class")
-    report = Report("check_small_cnn")
     model = _check_classifier(report, cnn_cls, SmallCNN(3, 10), "the small CNN")
     if model is not None:
         convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
@@ -133,14 +131,12 @@ def check_small_cnn(cnn_cls, *, quiet: bool = False) -> CheckResult:
                      "six 3x3 convolutions", f"{len(convs)} convolutions with kernel sizes "
                      f"{sorted({m.kernel_size for m in convs})}; the specification has six 3x3 "
                      f"convs, two per block")
-    return report.finish(quiet)
 
 
-def check_depthwise_cnn(cnn_cls, *, quiet: bool = False) -> CheckResult:
+@student_check("your CNN class")
+def check_depthwise_cnn(report: Report, cnn_cls) -> None:
     """Check the MobileNet-style variant: every 3x3 conv after the first is depthwise
     (``groups`` = its input channels) and followed by BN-ReLU and a 1x1 conv."""
-    require_class("check_depthwise_cnn", cnn_cls, "your CNN class")
-    report = Report("check_depthwise_cnn")
     model = _check_classifier(report, cnn_cls, SmallCNN(3, 10, depthwise=True),
                               "the depthwise-separable CNN")
     if model is not None:
@@ -155,14 +151,12 @@ def check_depthwise_cnn(cnn_cls, *, quiet: bool = False) -> CheckResult:
                         f"each depthwise conv needs a 1x1 (pointwise) conv to mix channels")
         else:
             report.ok(f"{len(depthwise)} depthwise 3x3 convs, each with a 1x1 conv")
-    return report.finish(quiet)
 
 
-def check_preact_block(block_cls, *, quiet: bool = False) -> CheckResult:
+@student_check("your block class")
+def check_preact_block(report: Report, block_cls) -> None:
     """Check ``block_cls(c_in, c_out, stride=1)``: BN-ReLU before each conv, an identity
     shortcut when shapes match, a 1x1 strided conv shortcut when they do not."""
-    require_class("check_preact_block", block_cls, "your block class")
-    report = Report("check_preact_block")
     x = torch.randn(2, 8, 6, 6, generator=torch.Generator().manual_seed(0))
     block = _build(report, block_cls, f"{block_cls.__name__}(8, 8, stride=1)", 8, 8, stride=1)
     if block is not None and _output(report, block, x, (2, 8, 6, 6),
@@ -210,7 +204,6 @@ def check_preact_block(block_cls, *, quiet: bool = False) -> CheckResult:
         else:
             report.note("when the shapes differ, the shortcut needs a 1x1 conv with the "
                         "block's stride and c_out channels")
-    return report.finish(quiet)
 
 
 class _CountCat(TorchFunctionMode):
@@ -227,21 +220,20 @@ class _CountCat(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def check_unet(unet_cls, *, quiet: bool = False) -> CheckResult:
+@student_check("your U-Net class")
+def check_unet(report: Report, unet_cls) -> None:
     """Check ``unet_cls(in_channels=1, out_channels=1)``: logits of the input's size, skip
     connections concatenated (torch.cat) in the decoder, and learned or fixed up-sampling."""
-    require_class("check_unet", unet_cls, "your U-Net class")
-    report = Report("check_unet")
     model = _build(report, unet_cls, f"{unet_cls.__name__}(in_channels=1, out_channels=1)",
                    in_channels=1, out_channels=1)
     if model is None:
-        return report.finish(quiet)
+        return
     x = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
     mode = _CountCat()
     with mode:
         out = _output(report, model, x, (2, 1, 32, 32), "one-channel images")
     if out is None:
-        return report.finish(quiet)
+        return
     report.check(mode.cats > 0, f"{mode.cats} skip connections concatenated",
                  "no torch.cat in the forward pass: a U-Net concatenates each encoder map "
                  "with the up-sampled decoder map of the same size (adding them would be a "
@@ -256,4 +248,3 @@ def check_unet(unet_cls, *, quiet: bool = False) -> CheckResult:
                  "every output lies in [0, 1], even for very bright images: the U-Net ends "
                  "with a sigmoid; return logits and train with BCEWithLogitsLoss, which is "
                  "numerically stabler")
-    return report.finish(quiet)

@@ -3,16 +3,22 @@
 A check never raises because a student's answer is wrong: it records a finding and carries on,
 so that one report lists everything it could test. It raises only on misuse (a check called
 with something that is not a function or a class), with a message that says how to call it.
+
+A check is written as ``body(report, student)`` under :func:`student_check`, which checks the
+argument, runs the body and prints the report; inside, ``report.run(what, fn, ...)`` calls the
+student's code and, if it raises, records that and ends the check.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import sysconfig
 import textwrap
 import traceback
 import warnings
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,12 +75,30 @@ class CheckResult:
         return f"<CheckResult {self.name}: {state} ({self.checks} checks)>"
 
 
+class Stop(Exception):
+    """Ends a check (or, under ``suppress(Stop)``, one case of it): the reason is recorded."""
+
+
 class Report:
     """Collects the findings of one check function, in order; prints and returns the result."""
 
     def __init__(self, name: str):
         self.name = name
         self._lines: list[tuple[str, str]] = []
+        self.warned: list[str] = []  # numpy's warnings during the last :meth:`run`
+
+    def run(self, what: str, fn: Callable, *args, hints: dict[str, str] | None = None,
+            **kwargs):
+        """``fn(*args, **kwargs)``, the student's code, through :func:`call`. If it raises,
+        record "<what> <error>" (plus the hint of the first phrase of ``hints`` found in the
+        error) as a failure and raise :class:`Stop`."""
+        try:
+            value, self.warned = call(fn, *args, **kwargs)
+        except StudentError as error:
+            hint = next((h for phrase, h in (hints or {}).items() if phrase in str(error)), "")
+            self.fail(f"{what} {error}{hint}")
+            raise Stop from None
+        return value
 
     def ok(self, what: str) -> None:
         self._lines.append(("ok", what))
@@ -132,6 +156,37 @@ def require_class(check: str, cls: object, what: str = "your class") -> None:
         raise TypeError(f"{check} expects {what} (it builds the instances it needs): {hint}")
 
 
+def student_check(cls: str | None = None):
+    """Make ``body(report, student)`` the check ``name(student, *, quiet=False)``.
+
+    The check raises on misuse (``student`` not callable; not a class if ``cls`` names what it
+    expects, e.g. ``"your CNN class"``), runs the body (a :class:`Stop` ends it early), prints
+    the report unless ``quiet`` and returns the :class:`CheckResult`.
+    """
+    def decorate(body: Callable) -> Callable:
+        name = body.__name__
+
+        @functools.wraps(body)
+        def check(student, *, quiet: bool = False) -> CheckResult:
+            if cls is None:
+                require_callable(name, student)
+            else:
+                require_class(name, student, cls)
+            report = Report(name)
+            with suppress(Stop):
+                body(report, student)
+            return report.finish(quiet)
+
+        del check.__wrapped__  # show the check's own signature, without ``report``
+        params = list(inspect.signature(body).parameters.values())[1:]
+        check.__signature__ = inspect.Signature(
+            [*params, inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False)],
+            return_annotation="CheckResult")
+        return check
+
+    return decorate
+
+
 def _library(filename: str) -> bool:
     """Code that is not the student's: dlcc, installed packages, the standard library."""
     return (filename.startswith((_DLCC, _STDLIB)) or "site-packages" in filename
@@ -167,7 +222,8 @@ def call(fn: Callable, *args, **kwargs):
                                f"{_where(error)}; replace `raise NotImplementedError` with "
                                f"your code") from None
         except Exception as error:  # the student's bug, reported in words
-            message = str(error).splitlines()[0] if str(error) else ""
+            # the first line, without torch's own " Hint: ..." (it points at torch, not at them)
+            message = str(error).splitlines()[0].split(" Hint:")[0] if str(error) else ""
             raise StudentError(f"raised {type(error).__name__}: {message}"
                                f"{_where(error)}") from None
     return value, [str(w.message) for w in caught]

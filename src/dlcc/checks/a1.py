@@ -18,6 +18,8 @@ students not to call; nothing here prints reference code or whole reference arra
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 import numpy as np
 
 from dlcc.scratch import layers
@@ -34,16 +36,14 @@ from ._a1_reference import (
 )
 from ._a1_training import check_training
 from ._report import (
-    CheckResult,
     Report,
-    StudentError,
+    Stop,
     as_array,
-    call,
     changed,
     close,
-    require_callable,
     shape_of,
     snapshot,
+    student_check,
     worst,
 )
 
@@ -52,23 +52,18 @@ __all__ = ["check_sigmoid", "check_softmax", "check_forward", "check_forward_n",
 
 # --- sigmoid and softmax ---------------------------------------------------------------------
 
-def check_sigmoid(sigmoid, *, quiet: bool = False) -> CheckResult:
+@student_check()
+def check_sigmoid(report: Report, sigmoid) -> None:
     """Check ``sigmoid(z)``: values, shape, huge inputs, and that ``z`` is left unchanged."""
-    require_callable("check_sigmoid", sigmoid)
-    report = Report("check_sigmoid")
     z = np.array([[-3.0, -0.5, 0.0], [0.5, 2.0, 6.0]])
     expected, _ = layers.sigmoid_forward(z)
     z_in = z.copy()
-    try:
-        got, _ = call(sigmoid, z_in)
-    except StudentError as error:
-        report.fail(f"sigmoid {error}")
-        return report.finish(quiet)
+    got = report.run("sigmoid", sigmoid, z_in)
     arr = as_array(got)
     if arr is None:
         report.fail(f"sigmoid returned {shape_of(got)}, not an array: return the sigmoid of "
                     f"every element of z")
-        return report.finish(quiet)
+        return
     if report.check(arr.shape == z.shape, f"output has the shape of z, {z.shape}",
                     f"output has shape {arr.shape} but z has shape {z.shape}: the sigmoid works "
                     f"element by element, so the shape must not change"):
@@ -84,25 +79,20 @@ def check_sigmoid(sigmoid, *, quiet: bool = False) -> CheckResult:
     report.check(np.array_equal(z_in, z), "z is left unchanged",
                  "sigmoid modified its input z in place: compute a new array instead")
     big = np.array([-1000.0, -50.0, 50.0, 1000.0])
-    try:
-        got_big, warned = call(sigmoid, big.copy())
-        arr_big = as_array(got_big)
-        if arr_big is None or not np.all(np.isfinite(arr_big)):
-            report.fail("sigmoid gives NaN or inf for inputs of size 1000: exp(1000) "
-                        "overflows; rewrite it so that exp never sees a large positive number "
-                        "(treat negative and positive z separately, or use np.logaddexp)")
-        elif not close(arr_big, layers.sigmoid_forward(big)[0], atol=1e-12):
-            expected_big = layers.sigmoid_forward(big)[0]
-            report.fail(f"sigmoid is wrong for large |z| ({worst(arr_big, expected_big)})")
-        else:
-            report.ok("large inputs (|z| = 1000) give 0 and 1 without NaN")
-            if warned:
-                report.note("numpy warned about overflow for z = -1000 (the answer is still "
-                            "right); a form that never computes exp of a large positive "
-                            "number avoids the warning")
-    except StudentError as error:
-        report.fail(f"for inputs of size 1000, sigmoid {error}")
-    return report.finish(quiet)
+    arr_big = as_array(report.run("for inputs of size 1000, sigmoid", sigmoid, big.copy()))
+    if arr_big is None or not np.all(np.isfinite(arr_big)):
+        report.fail("sigmoid gives NaN or inf for inputs of size 1000: exp(1000) "
+                    "overflows; rewrite it so that exp never sees a large positive number "
+                    "(treat negative and positive z separately, or use np.logaddexp)")
+    elif not close(arr_big, layers.sigmoid_forward(big)[0], atol=1e-12):
+        expected_big = layers.sigmoid_forward(big)[0]
+        report.fail(f"sigmoid is wrong for large |z| ({worst(arr_big, expected_big)})")
+    else:
+        report.ok("large inputs (|z| = 1000) give 0 and 1 without NaN")
+        if report.warned:
+            report.note("numpy warned about overflow for z = -1000 (the answer is still "
+                        "right); a form that never computes exp of a large positive "
+                        "number avoids the warning")
 
 
 def _softmax_diagnosis(arr: np.ndarray, z: np.ndarray) -> str:
@@ -120,21 +110,16 @@ def _softmax_diagnosis(arr: np.ndarray, z: np.ndarray) -> str:
     return f"values are wrong ({worst(arr, layers.softmax(z))})"
 
 
-def check_softmax(softmax, *, quiet: bool = False) -> CheckResult:
+@student_check()
+def check_softmax(report: Report, softmax) -> None:
     """Check ``softmax(z)`` for z (N, C): rows of probabilities, stable for large logits."""
-    require_callable("check_softmax", softmax)
-    report = Report("check_softmax")
     z = np.array([[1.0, 2.0, 0.5, -1.0], [0.0, 0.0, 3.0, 1.0], [-2.0, 1.0, 1.0, 0.0]])
     z_in = z.copy()
-    try:
-        got, _ = call(softmax, z_in)
-    except StudentError as error:
-        report.fail(f"softmax {error}")
-        return report.finish(quiet)
+    got = report.run("softmax", softmax, z_in)
     arr = as_array(got)
     if arr is None:
         report.fail(f"softmax returned {shape_of(got)}: return an array of probabilities")
-        return report.finish(quiet)
+        return
     if report.check(arr.shape == z.shape, f"output shape {z.shape} (N, C)",
                     f"output has shape {arr.shape}, expected {z.shape}: one probability per "
                     f"class for each example (keep the row sums with keepdims=True)"):
@@ -146,21 +131,16 @@ def check_softmax(softmax, *, quiet: bool = False) -> CheckResult:
                  "softmax modified its input z in place (e.g. z -= z.max(...)): write "
                  "z = z - z.max(...) so that the caller's logits stay as they were")
     big = np.array([[1000.0, 0.0, -1000.0], [800.0, 801.0, 799.0]])
-    try:
-        got_big, _ = call(softmax, big.copy())
-        arr_big = as_array(got_big)
-        if arr_big is None or arr_big.shape != big.shape or not np.all(np.isfinite(arr_big)):
-            report.fail("softmax is not numerically stable: logits of about 1000 give NaN or "
-                        "inf because exp(1000) overflows; subtract each row's maximum before "
-                        "exp (it cancels in the ratio)")
-        elif close(arr_big, layers.softmax(big)):
-            report.ok("large logits (about 1000) give finite, correct probabilities")
-        else:
-            report.fail(f"wrong probabilities for large logits "
-                        f"({worst(arr_big, layers.softmax(big))})")
-    except StudentError as error:
-        report.fail(f"for logits of about 1000, softmax {error}")
-    return report.finish(quiet)
+    arr_big = as_array(report.run("for logits of about 1000, softmax", softmax, big.copy()))
+    if arr_big is None or arr_big.shape != big.shape or not np.all(np.isfinite(arr_big)):
+        report.fail("softmax is not numerically stable: logits of about 1000 give NaN or "
+                    "inf because exp(1000) overflows; subtract each row's maximum before "
+                    "exp (it cancels in the ratio)")
+    elif close(arr_big, layers.softmax(big)):
+        report.ok("large logits (about 1000) give finite, correct probabilities")
+    else:
+        report.fail(f"wrong probabilities for large logits "
+                    f"({worst(arr_big, layers.softmax(big))})")
 
 
 # --- forward pass ----------------------------------------------------------------------------
@@ -206,14 +186,9 @@ def _check_forward_case(report: Report, forward, params: dict, x: np.ndarray,
     names = ["x", *[f"h{i}" for i in range(1, depth)], "probs"]
     before, x_in = snapshot(params), x.copy()
     params_in = snapshot(params)
-    try:
-        got, _ = call(forward, params_in, x_in)
-    except StudentError as error:
-        hint = ""
-        if "KeyError" in str(error) and "'W" in str(error):
-            hint = ": loop over the layers (for i in range(1, L + 1)) instead of naming W1, W2, W3"
-        report.fail(f"{label}: forward {error}{hint}")
-        return False
+    got = report.run(f"{label}: forward", forward, params_in, x_in, hints={
+        "KeyError: 'W": ": loop over the layers (for i in range(1, L + 1)) instead of naming "
+                        "W1, W2, W3"})
     if isinstance(got, np.ndarray) and got.ndim == 2:
         report.fail(f"{label}: forward returned one array of shape {got.shape}; return the "
                     f"list of activations [{', '.join(names)}] so that backward can use them")
@@ -263,12 +238,8 @@ def _check_stability(report: Report, forward, depth: int) -> None:
     params, x, _ = make_case(depth, seed=99, scale=1.0)
     params[f"W{depth}"] = params[f"W{depth}"] * 2000.0  # logits of several hundred
     expected, _ = reference_forward(params, x)
-    try:
-        got, _ = call(forward, params, x)
-        probs = as_array(got[-1]) if isinstance(got, (list, tuple)) and got else None
-    except StudentError as error:
-        report.fail(f"with large logits forward {error}")
-        return
+    got = report.run("with large logits forward", forward, params, x)
+    probs = as_array(got[-1]) if isinstance(got, (list, tuple)) and got else None
     if probs is None or probs.shape != expected[-1].shape:
         return  # already reported by the main case
     if not np.all(np.isfinite(probs)):
@@ -280,25 +251,22 @@ def _check_stability(report: Report, forward, depth: int) -> None:
         report.fail(f"wrong probabilities for large logits ({worst(probs, expected[-1])})")
 
 
-def check_forward(forward, *, quiet: bool = False) -> CheckResult:
+@student_check()
+def check_forward(report: Report, forward) -> None:
     """Check ``forward(params, x)`` on a network with two sigmoid hidden layers (W1, W2, W3)."""
-    require_callable("check_forward", forward)
-    report = Report("check_forward")
     params, x, _ = make_case(3, seed=1)
     if _check_forward_case(report, forward, params, x, "3-layer network"):
         _check_stability(report, forward, 3)
-    return report.finish(quiet)
 
 
-def check_forward_n(forward, *, quiet: bool = False) -> CheckResult:
+@student_check()
+def check_forward_n(report: Report, forward) -> None:
     """Check the N-layer ``forward(params, x)`` on networks of 1, 2, 3 and 4 layers."""
-    require_callable("check_forward_n", forward)
-    report = Report("check_forward_n")
     for depth in (1, 2, 3, 4):
         params, x, _ = make_case(depth, seed=10 + depth)
-        _check_forward_case(report, forward, params, x, f"{depth}-layer network")
+        with suppress(Stop):  # a depth that raises is reported; the others still run
+            _check_forward_case(report, forward, params, x, f"{depth}-layer network")
     _check_stability(report, forward, 4)
-    return report.finish(quiet)
 
 
 # --- loss ------------------------------------------------------------------------------------
@@ -309,10 +277,9 @@ def _loss_case(seed: int):
     return params, acts[-1], y, logits
 
 
-def check_loss(loss, *, quiet: bool = False) -> CheckResult:
+@student_check()
+def check_loss(report: Report, loss) -> None:
     """Check ``loss(probs, y, params, l2)``: mean cross-entropy plus (l2 / 2) * sum of W**2."""
-    require_callable("check_loss", loss)
-    report = Report("check_loss")
     for l2 in (0.0, 0.1):
         params, probs, y, logits = _loss_case(seed=3)
         n = len(y)
@@ -321,9 +288,8 @@ def check_loss(loss, *, quiet: bool = False) -> CheckResult:
         label = "without L2 (l2 = 0)" if l2 == 0 else f"with l2 = {l2}"
         before, probs_in, y_in = snapshot(params), probs.copy(), y.copy()
         try:
-            got, _ = call(loss, probs_in, y_in, params, l2)
-        except StudentError as error:
-            report.fail(f"{label}: loss {error}")
+            got = report.run(f"{label}: loss", loss, probs_in, y_in, params, l2)
+        except Stop:
             continue
         value = as_array(got)
         if value is None or value.size != 1:
@@ -365,26 +331,20 @@ def check_loss(loss, *, quiet: bool = False) -> CheckResult:
                                              if not np.array_equal(a, b)]
         if mutated:
             report.fail(f"{label}: loss modified {', '.join(mutated)} in place")
-    return report.finish(quiet)
 
 
 # --- update step -----------------------------------------------------------------------------
 
-def check_update(update, *, quiet: bool = False) -> CheckResult:
+@student_check()
+def check_update(report: Report, update) -> None:
     """Check ``update(params, grads, lr)``: one gradient-descent step on every array, in place."""
-    require_callable("check_update", update)
-    report = Report("check_update")
     rng = np.random.default_rng(7)
     params = make_params(SIZES[2], rng)
     grads = {k: rng.standard_normal(v.shape) for k, v in params.items()}
     lr = 0.1
     expected = {k: params[k] - lr * grads[k] for k in params}
     start, grads_before = snapshot(params), snapshot(grads)
-    try:
-        returned, _ = call(update, params, grads, lr)
-    except StudentError as error:
-        report.fail(f"update {error}")
-        return report.finish(quiet)
+    returned = report.run("update", update, params, grads, lr)
     moved = changed(start, params)
     if not moved:
         if isinstance(returned, dict) and all(k in returned for k in params):
@@ -394,7 +354,7 @@ def check_update(update, *, quiet: bool = False) -> CheckResult:
         else:
             report.fail("params is unchanged: assigning to a loop variable (p = p - lr * g) "
                         "does not change the dict; write params[key] -= lr * grads[key]")
-        return report.finish(quiet)
+        return
     wrong = []
     for key in params:
         got = params[key]
@@ -418,4 +378,3 @@ def check_update(update, *, quiet: bool = False) -> CheckResult:
                  "update modified grads in place: change params only")
     if returned is not None and not isinstance(returned, dict):
         report.note(f"update returned {shape_of(returned)}; it only needs to change params")
-    return report.finish(quiet)

@@ -22,19 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._report import (
-    CheckResult,
-    Report,
-    StudentError,
-    as_array,
-    call,
-    close,
-    mismatch,
-    require_callable,
-    require_class,
-    shape_of,
-    worst,
-)
+from ._report import Report, as_array, close, mismatch, shape_of, student_check, worst
 
 __all__ = ["check_quadratic_grad", "check_matmul_relu_grad", "check_dataset", "check_mlp",
            "check_batchnorm_backward"]
@@ -69,22 +57,17 @@ def _quadratic_expected(a, b, x):
     return a.grad.numpy(), b.grad.numpy()
 
 
-def check_quadratic_grad(quadratic_grad, *, quiet: bool = False) -> CheckResult:
+@student_check()
+def check_quadratic_grad(report: Report, quadratic_grad) -> None:
     """Check ``quadratic_grad(A, b, x) -> (df/dA, df/db)`` for f = x^T A x / 2 + b^T x + 1."""
-    require_callable("check_quadratic_grad", quadratic_grad)
-    report = Report("check_quadratic_grad")
     a, b, x = _quadratic_case(0)
     exp_a, exp_b = _quadratic_expected(a, b, x)
     originals = [t.clone() for t in (a, b, x)]
-    try:
-        got, _ = call(quadratic_grad, a, b, x)
-    except StudentError as error:
-        report.fail(f"quadratic_grad {error}")
-        return report.finish(quiet)
+    got = report.run("quadratic_grad", quadratic_grad, a, b, x)
     pair = _pair(got, 2)
     if pair is None:
         report.fail(f"quadratic_grad returned {shape_of(got)}; return a pair (df/dA, df/db)")
-        return report.finish(quiet)
+        return
     ga, gb = (_np(v) for v in pair)
     xn, an, bn = (t.detach().numpy() for t in (x, a, b))
     if ga is None:
@@ -115,20 +98,17 @@ def check_quadratic_grad(quadratic_grad, *, quiet: bool = False) -> CheckResult:
     if any(not torch.equal(t.detach(), o) for t, o in zip((a, b, x), originals, strict=True)):
         report.fail("quadratic_grad changed the values of A, b or x")
     elif ga is not None and gb is not None:
-        try:
-            again, _ = call(quadratic_grad, a, b, x)
-            second = _pair(again, 2)
-            if second is not None and not (close(_np(second[0]), ga) and
-                                           close(_np(second[1]), gb)):
-                report.fail("a second call with the same tensors gave different gradients: "
-                            ".grad accumulates over backward() calls; work on fresh copies "
-                            "(A.detach().clone().requires_grad_()) or zero .grad first")
-            else:
-                report.ok("calling it twice gives the same answer")
-        except StudentError as error:
-            report.fail(f"a second call with the same tensors {error}: work on fresh copies "
-                        f"(A.detach().clone().requires_grad_()) instead of the caller's tensors")
-    return report.finish(quiet)
+        again = report.run("a second call with the same tensors", quadratic_grad, a, b, x,
+                           hints={"raised": ": work on fresh copies (A.detach().clone()"
+                                            ".requires_grad_()) instead of the caller's tensors"})
+        second = _pair(again, 2)
+        if second is not None and not (close(_np(second[0]), ga) and
+                                       close(_np(second[1]), gb)):
+            report.fail("a second call with the same tensors gave different gradients: "
+                        ".grad accumulates over backward() calls; work on fresh copies "
+                        "(A.detach().clone().requires_grad_()) or zero .grad first")
+        else:
+            report.ok("calling it twice gives the same answer")
 
 
 # --- autograd: y = A @ x @ B + relu(x), with a downstream gradient -----------------------------
@@ -150,26 +130,22 @@ def _matmul_expected(a, x, b, grad_out):
     return a.grad.numpy(), x.grad.numpy(), b.grad.numpy()
 
 
-def check_matmul_relu_grad(matmul_relu_grad, *, quiet: bool = False) -> CheckResult:
+@student_check()
+def check_matmul_relu_grad(report: Report, matmul_relu_grad) -> None:
     """Check ``matmul_relu_grad(A, x, B, grad_out) -> (dA, dx, dB)`` for y = A x B + relu(x).
 
     ``grad_out`` is dL/dy, the gradient arriving from the rest of a network; A is (3, 3), x
     (3, 4), B (4, 4), so a product in the wrong order has the wrong shape.
     """
-    require_callable("check_matmul_relu_grad", matmul_relu_grad)
-    report = Report("check_matmul_relu_grad")
     a, x, b, g = _matmul_case(1)
     expected = _matmul_expected(a, x, b, g)
     with_ones = _matmul_expected(a, x, b, torch.ones_like(g))
-    try:
-        got, _ = call(matmul_relu_grad, a.clone(), x.clone(), b.clone(), g.clone())
-    except StudentError as error:
-        report.fail(f"matmul_relu_grad {error}")
-        return report.finish(quiet)
+    got = report.run("matmul_relu_grad", matmul_relu_grad, a.clone(), x.clone(), b.clone(),
+                     g.clone())
     triple = _pair(got, 3)
     if triple is None:
         report.fail(f"matmul_relu_grad returned {shape_of(got)}; return (dA, dx, dB)")
-        return report.finish(quiet)
+        return
     an, xn, bn, gn = (t.numpy() for t in (a, x, b, g))
     mask = (xn > 0).astype(float)
     product_path = an.T @ gn @ bn.T
@@ -205,7 +181,6 @@ def check_matmul_relu_grad(matmul_relu_grad, *, quiet: bool = False) -> CheckRes
                         f"{name[1:]})")
         else:
             report.fail(f"{name} is wrong ({worst(arr, exp)})")
-    return report.finish(quiet)
 
 
 # --- a Dataset with augmentation ---------------------------------------------------------------
@@ -229,35 +204,26 @@ def _images(n: int = 10):
     return torch.rand(n, 1, 8, 8, generator=g), torch.arange(n) % 3
 
 
-def check_dataset(dataset_cls, *, quiet: bool = False) -> CheckResult:
+@student_check("your Dataset class")
+def check_dataset(report: Report, dataset_cls) -> None:
     """Check a ``Dataset`` class built as ``dataset_cls(images, labels, transform=None)``.
 
     ``images`` is (N, C, H, W), ``labels`` (N,) int64. An item is ``(image, label)`` with the
     transform applied to the image only, afresh at every access (so each epoch sees new
     random augmentations).
     """
-    require_class("check_dataset", dataset_cls, "your Dataset class")
-    report = Report("check_dataset")
     images, labels = _images()
     kept = images.clone()
-    try:
-        plain, _ = call(dataset_cls, images, labels)
-        length, _ = call(len, plain)
-    except StudentError as error:
-        report.fail(f"building the dataset or calling len() {error}")
-        return report.finish(quiet)
+    plain = report.run("building the dataset", dataset_cls, images, labels)
+    length = report.run("len() of the dataset", len, plain)
     if not report.check(length == len(images), f"len() is the number of images, "
                         f"{len(images)}", f"len() is {length}, expected {len(images)}, the "
                         f"number of images (len(self.images), not a dimension of one image)"):
-        return report.finish(quiet)
-    try:
-        item, _ = call(plain.__getitem__, 3)
-    except StudentError as error:
-        report.fail(f"dataset[3] {error}")
-        return report.finish(quiet)
+        return
+    item = report.run("dataset[3]", plain.__getitem__, 3)
     if not isinstance(item, (tuple, list)) or len(item) != 2:
         report.fail(f"dataset[3] returned {shape_of(item)}; return a pair (image, label)")
-        return report.finish(quiet)
+        return
     image, label = item
     if not isinstance(image, torch.Tensor):
         report.fail(f"the image is a {type(image).__name__}; return a torch.Tensor")
@@ -282,14 +248,11 @@ def check_dataset(dataset_cls, *, quiet: bool = False) -> CheckResult:
         report.ok("labels are integers and belong to their images")
 
     transform = _Recording()
-    try:
-        augmented, _ = call(dataset_cls, images, labels, transform=transform)
-        calls_at_init = len(transform.inputs)
-        first, _ = call(augmented.__getitem__, 0)
-        again, _ = call(augmented.__getitem__, 0)
-    except StudentError as error:
-        report.fail(f"with transform=...: {error}")
-        return report.finish(quiet)
+    augmented = report.run("with transform=...:", dataset_cls, images, labels,
+                           transform=transform)
+    calls_at_init = len(transform.inputs)
+    first = report.run("with transform=...:", augmented.__getitem__, 0)
+    again = report.run("with transform=...:", augmented.__getitem__, 0)
     if calls_at_init:
         report.fail(f"the transform ran {calls_at_init} times while the dataset was built: "
                     f"apply it in __getitem__, so that every epoch draws new random "
@@ -315,18 +278,14 @@ def check_dataset(dataset_cls, *, quiet: bool = False) -> CheckResult:
         report.fail("the dataset changed the caller's images tensor in place: return "
                     "transformed copies and keep the originals")
 
-    try:
-        from torch.utils.data import DataLoader
+    from torch.utils.data import DataLoader
 
-        batch, _ = call(lambda: next(iter(DataLoader(plain, batch_size=4))))
-        xb, yb = batch
-        report.check(tuple(xb.shape) == (4, *images.shape[1:]) and tuple(yb.shape) == (4,),
-                     "a DataLoader stacks items into batches (4, 1, 8, 8) and (4,)",
-                     f"a DataLoader with batch_size=4 gives shapes {tuple(xb.shape)} and "
-                     f"{tuple(yb.shape)}, expected (4, 1, 8, 8) and (4,)")
-    except (StudentError, TypeError, ValueError) as error:
-        report.fail(f"a DataLoader cannot batch the items: {error}")
-    return report.finish(quiet)
+    xb, yb = report.run("a DataLoader cannot batch the items:",
+                        lambda: next(iter(DataLoader(plain, batch_size=4))))
+    report.check(tuple(xb.shape) == (4, *images.shape[1:]) and tuple(yb.shape) == (4,),
+                 "a DataLoader stacks items into batches (4, 1, 8, 8) and (4,)",
+                 f"a DataLoader with batch_size=4 gives shapes {tuple(xb.shape)} and "
+                 f"{tuple(yb.shape)}, expected (4, 1, 8, 8) and (4,)")
 
 
 # --- the MLP -----------------------------------------------------------------------------------
@@ -339,26 +298,21 @@ def _mlp_params(sizes: list[int], bias: bool = True) -> int:
     return sum(a * b + (b if bias else 0) for a, b in pairwise(sizes))
 
 
-def check_mlp(mlp_cls, *, quiet: bool = False) -> CheckResult:
+@student_check("your nn.Module class")
+def check_mlp(report: Report, mlp_cls) -> None:
     """Check an MLP class built as ``mlp_cls(in_features, hidden, num_classes)``.
 
     It must flatten images (N, C, H, W), stack Linear layers of the given sizes with a
     nonlinearity between them, and return logits (N, num_classes).
     """
-    require_class("check_mlp", mlp_cls, "your nn.Module class")
-    report = Report("check_mlp")
     sizes = [3 * 8 * 8, 32, 16, 5]
-    try:
-        torch.manual_seed(0)
-        model, _ = call(mlp_cls, in_features=sizes[0], hidden=tuple(sizes[1:-1]),
-                        num_classes=sizes[-1])
-    except StudentError as error:
-        report.fail(f"{mlp_cls.__name__}(in_features=192, hidden=(32, 16), num_classes=5) "
-                    f"{error}")
-        return report.finish(quiet)
+    torch.manual_seed(0)
+    model = report.run(f"{mlp_cls.__name__}(in_features=192, hidden=(32, 16), num_classes=5)",
+                       mlp_cls, in_features=sizes[0], hidden=tuple(sizes[1:-1]),
+                       num_classes=sizes[-1])
     if not isinstance(model, nn.Module):
         report.fail(f"{mlp_cls.__name__} is not an nn.Module: subclass torch.nn.Module")
-        return report.finish(quiet)
+        return
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     shapes = [(m.in_features, m.out_features) for m in linears]
     wanted = list(pairwise(sizes))
@@ -375,18 +329,13 @@ def check_mlp(mlp_cls, *, quiet: bool = False) -> CheckResult:
                     f"parameters besides its Linear layers")
     x = torch.randn(6, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     model.eval()
-    try:
-        with torch.no_grad():
-            out, _ = call(model, x)
-    except StudentError as error:
-        hint = ""
-        if "shapes cannot be multiplied" in str(error):
-            hint = ": flatten each image to a vector first (nn.Flatten() or x.flatten(1))"
-        report.fail(f"the forward pass on images (6, 3, 8, 8) {error}{hint}")
-        return report.finish(quiet)
+    with torch.no_grad():
+        out = report.run("the forward pass on images (6, 3, 8, 8)", model, x, hints={
+            "shapes cannot be multiplied": ": flatten each image to a vector first "
+                                           "(nn.Flatten() or x.flatten(1))"})
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (6, sizes[-1]):
         report.fail(f"images (6, 3, 8, 8) give output {shape_of(out)}, expected (6, 5)")
-        return report.finish(quiet)
+        return
     report.ok("images (N, 3, 8, 8) give logits (N, 5)")
     if torch.allclose(out.sum(dim=1), torch.ones(6), atol=1e-5) and (out >= 0).all():
         report.fail("the output rows are probabilities: return logits, since "
@@ -402,16 +351,12 @@ def check_mlp(mlp_cls, *, quiet: bool = False) -> CheckResult:
     report.check(not linear, "a nonlinearity sits between the layers",
                  "the network is linear: without an activation between the Linear layers it "
                  "collapses into a single linear map")
-    try:
-        default, _ = call(mlp_cls)
-        full = _mlp_params([3072, 512, 256, 10])
-        report.check(_count(default) == full,
-                     f"the defaults (3072 -> 512 -> 256 -> 10) give {full:,} parameters",
-                     f"{mlp_cls.__name__}() has {_count(default):,} parameters; the default "
-                     f"sizes 3072 -> 512 -> 256 -> 10 give {full:,}")
-    except StudentError as error:
-        report.fail(f"{mlp_cls.__name__}() with its defaults {error}")
-    return report.finish(quiet)
+    default = report.run(f"{mlp_cls.__name__}() with its defaults", mlp_cls)
+    full = _mlp_params([3072, 512, 256, 10])
+    report.check(_count(default) == full,
+                 f"the defaults (3072 -> 512 -> 256 -> 10) give {full:,} parameters",
+                 f"{mlp_cls.__name__}() has {_count(default):,} parameters; the default "
+                 f"sizes 3072 -> 512 -> 256 -> 10 give {full:,}")
 
 
 # --- batch-norm backward -----------------------------------------------------------------------
@@ -473,28 +418,23 @@ _BATCHNORM_MISTAKES = {
 }
 
 
-def check_batchnorm_backward(batchnorm_backward, *, quiet: bool = False) -> CheckResult:
+@student_check()
+def check_batchnorm_backward(report: Report, batchnorm_backward) -> None:
     """Check ``batchnorm_backward(dout, x, gamma, eps=1e-5) -> (dx, dgamma, dbeta)``.
 
     Training-mode batch norm of x (N, D) with the batch mean and the biased batch variance,
     ``y = gamma * (x - mu) / sqrt(var + eps) + beta``; ``dout`` is dL/dy (N, D). Arguments
     are float64 numpy arrays; answers may be arrays or tensors.
     """
-    require_callable("check_batchnorm_backward", batchnorm_backward)
-    report = Report("check_batchnorm_backward")
     x, gamma, dout = _batchnorm_case()
     eps = 1e-5
     originals = [a.copy() for a in (dout, x, gamma)]
-    try:
-        got, _ = call(batchnorm_backward, dout, x, gamma, eps)
-    except StudentError as error:
-        report.fail(f"batchnorm_backward {error}")
-        return report.finish(quiet)
+    got = report.run("batchnorm_backward", batchnorm_backward, dout, x, gamma, eps)
     triple = _pair(got, 3)
     if triple is None:
         report.fail(f"batchnorm_backward returned {shape_of(got)}; return three arrays "
                     f"(dx, dgamma, dbeta)")
-        return report.finish(quiet)
+        return
     dx, dgamma, dbeta = (_np(v) for v in triple)
     variants = _batchnorm_variants(dout, x, gamma, eps)
     right_dx, right_dgamma, right_dbeta = variants["right"]
@@ -551,4 +491,3 @@ def check_batchnorm_backward(batchnorm_backward, *, quiet: bool = False) -> Chec
     if any(not np.array_equal(a, o) for a, o in zip((dout, x, gamma), originals, strict=True)):
         report.fail("batchnorm_backward changed dout, x or gamma in place: compute into new "
                     "arrays")
-    return report.finish(quiet)

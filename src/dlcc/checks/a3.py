@@ -30,7 +30,7 @@ from ._a3_models import (
     check_small_cnn,
     check_unet,
 )
-from ._report import CheckResult, Report, StudentError, call, require_callable
+from ._report import Report, student_check
 
 __all__ = ["check_train_step", "check_evaluate", "check_small_cnn", "check_depthwise_cnn",
            "check_preact_block", "check_unet", "check_dice"]
@@ -74,26 +74,22 @@ def _reference_step(variant: str = "right"):
     return _params(model), loss.item()
 
 
-def check_train_step(train_step, *, quiet: bool = False) -> CheckResult:
+@student_check()
+def check_train_step(report: Report, train_step) -> None:
     """Check ``train_step(model, x, y, optimizer, loss_fn) -> float`` against a reference step.
 
     The model holds batch norm and dropout, its ``.grad`` holds stale gradients from a
     "previous" step, and the optimizer is SGD with momentum, as in a real loop.
     """
-    require_callable("check_train_step", train_step)
-    report = Report("check_train_step")
     model, optimizer, x, y = _step_setup()
     before = _params(model)
     torch.manual_seed(123)
-    try:
-        returned, _ = call(train_step, model, x, y, optimizer, nn.CrossEntropyLoss())
-    except StudentError as error:
-        hint = ""
-        if "modified by an inplace operation" in str(error):
-            hint = (" -- optimizer.step() probably ran before loss.backward(): the step "
-                    "changes the weights that backward() still needs, so it must come after")
-        report.fail(f"train_step {str(error).split(' Hint:')[0]}{hint}")
-        return report.finish(quiet)
+    returned = report.run("train_step", train_step, model, x, y, optimizer,
+                          nn.CrossEntropyLoss(), hints={
+                              "modified by an inplace operation":
+                                  " -- optimizer.step() probably ran before loss.backward(): "
+                                  "the step changes the weights that backward() still needs, "
+                                  "so it must come after"})
     after = _params(model)
     expected, expected_loss = _reference_step()
     if _same(after, expected):
@@ -136,7 +132,6 @@ def check_train_step(train_step, *, quiet: bool = False) -> CheckResult:
                      "returns the batch's loss as a float",
                      f"train_step returned {returned:.5g}, but the loss of this batch before "
                      f"the step is {expected_loss:.5g}")
-    return report.finish(quiet)
 
 
 # --- evaluation ---------------------------------------------------------------------------------
@@ -171,22 +166,17 @@ def _evaluate_case():
     return model, DataLoader(TensorDataset(x, y), batch_size=10, shuffle=False)
 
 
-def check_evaluate(evaluate, *, quiet: bool = False) -> CheckResult:
+@student_check()
+def check_evaluate(report: Report, evaluate) -> None:
     """Check ``evaluate(model, loader) -> accuracy`` (a fraction of all examples)."""
-    require_callable("check_evaluate", evaluate)
-    report = Report("check_evaluate")
     model, loader = _evaluate_case()
-    try:
-        got, _ = call(evaluate, model, loader)
-    except StudentError as error:
-        report.fail(f"evaluate {error}")
-        return report.finish(quiet)
+    got = report.run("evaluate", evaluate, model, loader)
     if isinstance(got, torch.Tensor) and got.numel() == 1:
         report.note("evaluate returned a tensor; .item() gives a plain float")
         got = got.item()
     if not isinstance(got, (float, int)) or isinstance(got, bool):
         report.fail(f"evaluate returned {type(got).__name__}; return the accuracy as a float")
-        return report.finish(quiet)
+        return
     modes = {training for training, _ in model.calls}
     grad_modes = {grad for _, grad in model.calls}
     expected = 15 / 23
@@ -211,7 +201,6 @@ def check_evaluate(evaluate, *, quiet: bool = False) -> CheckResult:
     report.check(model.calls and True not in grad_modes, "no gradients tracked while evaluating",
                  "gradients were tracked during evaluation: wrap the loop in torch.no_grad() "
                  "(it saves memory and time)")
-    return report.finish(quiet)
 
 
 # --- Dice -----------------------------------------------------------------------------------------
@@ -242,11 +231,10 @@ def _dice_variants(probs: torch.Tensor, masks: torch.Tensor) -> dict[str, float]
     }
 
 
-def check_dice(dice, *, quiet: bool = False) -> CheckResult:
+@student_check()
+def check_dice(report: Report, dice) -> None:
     """Check ``dice(probs, masks) -> float``: the mean over images of 2|P n T| / (|P| + |T|),
     with P = probs > 0.5; an image whose masks are both empty scores 1."""
-    require_callable("check_dice", dice)
-    report = Report("check_dice")
     probs, masks = _dice_case(empty=False)
     kept = probs.clone()
     variants = _dice_variants(probs, masks)
@@ -260,16 +248,12 @@ def check_dice(dice, *, quiet: bool = False) -> CheckResult:
                 "score 1)",
         "sum": "the scores of the 4 images are summed: return their mean",
     }
-    try:
-        got, _ = call(dice, probs, masks)
-    except StudentError as error:
-        report.fail(f"dice {error}")
-        return report.finish(quiet)
+    got = report.run("dice", dice, probs, masks)
     if isinstance(got, torch.Tensor) and got.numel() == 1:
         got = got.item()
     if not isinstance(got, (float, int)) or isinstance(got, bool):
         report.fail(f"dice returned {type(got).__name__}; return one number, the mean Dice")
-        return report.finish(quiet)
+        return
     if not torch.equal(probs, kept):
         report.fail("dice changed probs in place (e.g. probs[probs > 0.5] = 1): threshold "
                     "into a new tensor")
@@ -286,13 +270,12 @@ def check_dice(dice, *, quiet: bool = False) -> CheckResult:
             report.fail(f"dice returned {got:.5g}, expected {variants['right']:.5g}")
     probs, masks = _dice_case(empty=True)
     expected = _dice_variants(probs, masks)["right"]
-    try:
-        got, _ = call(dice, probs, masks)
-        value = got.item() if isinstance(got, torch.Tensor) and got.numel() == 1 else got
-        value = float(value)
-    except (StudentError, TypeError, ValueError) as error:
-        report.fail(f"with an image whose masks are both empty, dice {error}")
-        return report.finish(quiet)
+    got = report.run("with an image whose masks are both empty, dice", dice, probs, masks)
+    value = got.item() if isinstance(got, torch.Tensor) and got.numel() == 1 else got
+    if not isinstance(value, (float, int)) or isinstance(value, bool):
+        report.fail(f"with an image whose masks are both empty, dice returned "
+                    f"{type(got).__name__}; return the mean Dice as a float")
+        return
     if math.isnan(value):
         report.fail("an image whose masks are both empty gives NaN (0 / 0): add a small eps "
                     "to the numerator and the denominator, so that it scores 1")
@@ -303,4 +286,3 @@ def check_dice(dice, *, quiet: bool = False) -> CheckResult:
                     "found is a perfect match; put eps in the numerator too")
     else:
         report.fail(f"with an empty image, dice returned {value:.5g}, expected {expected:.5g}")
-    return report.finish(quiet)
