@@ -1,76 +1,58 @@
-"""Hyperparameter search over Optuna with a plain-dict search space.
+"""Hyperparameter search with Optuna: a stored, resumable study that several workers can share.
 
-::
+The objective is Optuna's own: a function of a ``trial`` that draws its hyperparameters with
+``trial.suggest_*``, reports intermediate values so that a pruner can stop it, and returns the
+score::
 
-    space = {"lr": ("log", 1e-4, 1e-1), "batch_size": ("choice", [32, 64]),
-             "width": ("int", 16, 128), "dropout": ("float", 0.0, 0.5)}
-
-    def objective(params, trial):
-        ...train with params, calling report(trial, val_accuracy, epoch) each epoch...
+    def objective(trial):
+        lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        width = trial.suggest_int("width", 16, 128)
+        for epoch in range(epochs):
+            ...train one epoch...
+            trial.report(val_accuracy, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
         return val_accuracy
 
-    study = search(objective, space, n_trials=30, storage="runs/search")
+    study = search(objective, n_trials=30, storage="runs/search")
     study.best_params
 
-Trials are stored in a database, so a search can stop and carry on, and several processes
-(or machines) can work on one study at once (chapter "Hyperparameter search").
+:func:`search` adds what Optuna leaves to its caller: a database on disk (so a search stops
+and carries on), seeds that differ between workers, TPE that knows about the trials other
+workers are running, and a diverged or out-of-memory trial recorded as failed instead of
+ending the worker.
+
+Several workers, one study: start the same script once per worker with the same ``storage``.
+On one machine with several GPUs, give each process its own GPU, which it then sees as
+``cuda:0``::
+
+    CUDA_VISIBLE_DEVICES=0 python search.py &
+    CUDA_VISIBLE_DEVICES=1 python search.py &
+
+On several servers, use a database server that all of them reach (``storage=
+"postgresql://user:password@dbhost/optuna"`` or a ``mysql://`` URL; Optuna needs the
+matching driver, e.g. ``psycopg2``). SQLite, the default, is one file on one machine.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import sys
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 import optuna
 
-KINDS = {"log": 2, "float": 2, "int": 2, "choice": 1}  # kind -> number of arguments
 
-
-def _check_space(space: dict[str, tuple]) -> None:
-    if not isinstance(space, dict) or not space:
-        raise ValueError(f"space must be a non-empty dict of name -> (kind, ...), got {space!r}")
-    for name, spec in space.items():
-        if not isinstance(spec, (tuple, list)) or not spec or spec[0] not in KINDS:
-            raise ValueError(f"space[{name!r}] must start with one of {list(KINDS)}, "
-                             f"got {spec!r}")
-        kind, args = spec[0], spec[1:]
-        if len(args) != KINDS[kind]:
-            form = "('choice', [options])" if kind == "choice" else f"({kind!r}, low, high)"
-            raise ValueError(f"space[{name!r}] must be {form}, got {spec!r}")
-        if kind == "choice" and not args[0]:
-            raise ValueError(f"space[{name!r}] has no options to choose from")
-        if kind != "choice" and not args[0] < args[1]:
-            raise ValueError(f"space[{name!r}] needs low < high, got {spec!r}")
-        if kind == "log" and args[0] <= 0:
-            raise ValueError(f"space[{name!r}] is log-scaled, so low must be > 0, got {spec!r}")
-
-
-def suggest(trial: optuna.Trial, space: dict[str, tuple]) -> dict[str, Any]:
-    """Draw one value per entry of ``space`` from ``trial``: the ``params`` of an objective."""
-    params = {}
-    for name, (kind, *args) in space.items():
-        if kind == "log":
-            params[name] = trial.suggest_float(name, args[0], args[1], log=True)
-        elif kind == "float":
-            params[name] = trial.suggest_float(name, args[0], args[1])
-        elif kind == "int":
-            params[name] = trial.suggest_int(name, args[0], args[1])
-        else:
-            params[name] = trial.suggest_categorical(name, list(args[0]))
-    return params
-
-
-def report(trial: optuna.Trial, value: float, step: int) -> None:
-    """Record an intermediate ``value`` (e.g. validation accuracy after epoch ``step``).
-
-    Raises ``optuna.TrialPruned`` when the pruner judges the trial hopeless, which ends the
-    objective early; :func:`search` records the trial as pruned and moves on.
-    """
-    trial.report(value, step)
-    if trial.should_prune():
-        raise optuna.TrialPruned(f"pruned at step {step} with value {value:.4g}")
+def default_catch() -> tuple[type[Exception], ...]:
+    """What fails one trial and lets the search go on: a diverged run (dlcc.train raises
+    NonFiniteLossError, a FloatingPointError) or running out of memory, on the host or on a
+    GPU (checked only once torch is loaded: a numpy search never imports it). Any other error
+    is a bug, and stops the search."""
+    torch = sys.modules.get("torch")
+    gpu = (torch.cuda.OutOfMemoryError,) if torch is not None else ()
+    return (FloatingPointError, MemoryError, *gpu)
 
 
 def storage_url(storage: str | os.PathLike | None) -> str | None:
@@ -87,62 +69,71 @@ def storage_url(storage: str | os.PathLike | None) -> str | None:
     return f"sqlite:///{path.resolve()}"
 
 
-def _sampler(sampler, seed: int) -> optuna.samplers.BaseSampler:
-    if isinstance(sampler, optuna.samplers.BaseSampler):
-        return sampler
+def create_study(**kwargs) -> optuna.Study:
+    """``optuna.create_study(**kwargs, load_if_exists=True)``. Workers that start together on
+    a new database race to create its tables; those that lose find them on a second try."""
+    import sqlalchemy.exc  # Optuna's own dependency for database storage
+
+    for attempt in range(3):
+        try:
+            return optuna.create_study(**kwargs, load_if_exists=True)
+        except sqlalchemy.exc.SQLAlchemyError:
+            if attempt == 2:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+def make_sampler(sampler: str, seed: int) -> optuna.samplers.BaseSampler:
+    """``"tpe"`` (with ``constant_liar``: running trials count as bad, so parallel workers
+    spread out instead of all trying the current favourite) or ``"random"``."""
     if sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
     if sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise ValueError(f"sampler must be 'tpe', 'random' or an optuna sampler, got {sampler!r}")
 
 
-def _pruner(pruner) -> optuna.pruners.BasePruner:
-    if isinstance(pruner, optuna.pruners.BasePruner):
-        return pruner
-    if pruner == "median":
-        # Prune a trial whose value at some step is worse than the median of earlier trials
-        # at that step, once 5 trials have finished.
-        return optuna.pruners.MedianPruner(n_startup_trials=5)
-    if pruner in (None, "none"):
-        return optuna.pruners.NopPruner()
-    raise ValueError(f"pruner must be 'median', 'none' or an optuna pruner, got {pruner!r}")
+def search(objective: Callable[[optuna.Trial], float], *, n_trials: int,
+           storage: str | os.PathLike | None = None, study_name: str = "dlcc",
+           direction: str = "maximize", sampler: str | optuna.samplers.BaseSampler = "tpe",
+           pruner: optuna.pruners.BasePruner | None = None, seed: int = 0,
+           timeout: float | None = None,
+           catch: Iterable[type[Exception]] | None = None) -> optuna.Study:
+    """Run ``n_trials`` trials of ``objective(trial) -> float`` and return the Optuna study.
 
-
-def search(objective: Callable[[dict[str, Any], optuna.Trial], float],
-           space: dict[str, tuple], *, n_trials: int, storage: str | os.PathLike | None = None,
-           study_name: str = "dlcc", direction: str = "maximize", pruner="median",
-           sampler="tpe", seed: int = 0, timeout: float | None = None) -> optuna.Study:
-    """Run ``n_trials`` trials of ``objective(params, trial) -> float`` and return the study.
-
-    - ``space``: name -> ``("log", low, high)``, ``("float", low, high)``,
-      ``("int", low, high)`` or ``("choice", [options])``.
     - ``storage``: a directory (``search.db`` is created in it), a ``.db`` file, or any
-      database URL Optuna accepts. The default is ``search.db`` in the current directory.
-      An existing study of the same ``study_name`` is continued, not replaced, so a second
-      call adds trials to the first call's. ``":memory:"`` keeps a quick demo's study in
-      memory (nothing is written; no continuing). To spread one search over several servers, give
-      every worker the same PostgreSQL or MySQL URL (e.g.
-      ``"postgresql://user:password@dbhost/optuna"``) and a different ``seed``.
-    - ``sampler``: ``"tpe"`` (Bayesian-style, the default) or ``"random"`` (random search),
-      or an Optuna sampler. Its seed is ``seed`` plus the number of trials already stored,
-      so a continued search draws new points rather than repeating the old ones.
-    - ``pruner``: ``"median"``, ``"none"`` or an Optuna pruner; the objective feeds it with
-      :func:`report`.
+      database URL Optuna accepts; the default is ``search.db`` in the current directory.
+      An existing study of the same ``study_name`` is continued, so a second call (or a second
+      worker) adds trials to the first one's. ``":memory:"`` keeps a quick demo in memory.
+    - ``sampler``: ``"tpe"`` (Bayesian-style, the default), ``"random"``, or an Optuna
+      sampler, used as given. For the first two, trial number ``n`` draws from seed
+      ``seed + n``: the database numbers trials, so workers never repeat each other's draws,
+      a continued search draws new points, and one worker alone is reproducible.
+    - ``pruner``: an Optuna pruner, used when the objective calls ``trial.report``; ``None``
+      is Optuna's default, ``MedianPruner``; ``optuna.pruners.NopPruner()`` never prunes.
+    - ``catch``: exceptions that fail one trial and let the search go on (default:
+      :func:`default_catch`, a diverged run or out of memory).
     - ``timeout``: stop starting new trials after this many seconds.
     """
-    _check_space(space)
     if direction not in ("maximize", "minimize"):
         raise ValueError(f"direction must be 'maximize' or 'minimize', got {direction!r}")
+    fixed = isinstance(sampler, optuna.samplers.BaseSampler)
+    if not fixed:
+        make_sampler(sampler, seed)  # a wrong name fails before the database is touched
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no log line per trial
     try:
-        study = optuna.create_study(storage=storage_url(storage), study_name=study_name,
-                                    direction=direction, pruner=_pruner(pruner),
-                                    load_if_exists=True)
-        study.sampler = _sampler(sampler, seed + len(study.trials))
-        study.optimize(lambda trial: objective(suggest(trial, space), trial),
-                       n_trials=n_trials, timeout=timeout)
+        study = create_study(storage=storage_url(storage), study_name=study_name,
+                             direction=direction, pruner=pruner,
+                             sampler=sampler if fixed else None)
+
+        def seeded(trial: optuna.Trial) -> float:
+            # The sampler draws when the objective calls trial.suggest_*, so this one is used.
+            study.sampler = make_sampler(sampler, seed + trial.number)
+            return objective(trial)
+
+        study.optimize(objective if fixed else seeded, n_trials=n_trials, timeout=timeout,
+                       catch=default_catch() if catch is None else tuple(catch))
     finally:
         optuna.logging.set_verbosity(verbosity)
     return study
@@ -151,6 +142,7 @@ def search(objective: Callable[[dict[str, Any], optuna.Trial], float],
 def plot_search(study: optuna.Study):
     """A Figure: objective per trial with the best so far, and against the most important
     parameter (by Optuna's fANOVA importance; the first parameter if that cannot be computed).
+    A log objective axis when the values span more than three decades (a diverged trial).
     """
     from matplotlib.figure import Figure
     from matplotlib.ticker import NullFormatter
