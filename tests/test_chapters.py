@@ -18,6 +18,7 @@ import re
 
 import pytest
 import yaml
+from sphinx_external_toc.parsing import parse_toc_yaml
 
 import dlcc
 from conftest import ROOT
@@ -27,9 +28,10 @@ COMMAND_LINE = {"dlcc.__main__", "dlcc.cli", "dlcc.doctor"}
 
 
 def chapters() -> list[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    return [chapter["file"] for part in toc["parts"] if part["caption"].startswith("Part")
-            for chapter in part["chapters"] if not chapter["file"].endswith("/index")]
+    book = parse_toc_yaml(ROOT / "_toc.yml")
+    return [page for part in book[book.root.docname].subtrees
+            if (part.caption or "").startswith("Part")
+            for page in part.items if isinstance(page, str) and not page.endswith("/index")]
 
 
 CHAPTERS = chapters()

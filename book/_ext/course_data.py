@@ -24,7 +24,6 @@ The file path can be changed with the Sphinx option ``course_data_file`` (relati
 from __future__ import annotations
 
 import datetime as dt
-import posixpath
 import re
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,9 @@ from docutils import nodes
 from docutils.parsers.rst import directives
 from docutils.statemachine import StringList
 from sphinx.errors import ConfigError
+from sphinx.util import docname_join
 from sphinx.util.docutils import SphinxDirective
+from sphinx_external_toc.parsing import parse_toc_yaml
 
 DEFAULT_FILE = "book/_data/course.yml"
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -294,23 +295,7 @@ def substitutions(course: dict) -> dict[str, str]:
 def _toc_pages(root: Path) -> set[str]:
     """Every page the real ``_toc.yml`` lists (docnames)."""
     toc = root / "_toc.yml"
-    if not toc.is_file():
-        return set()
-    found: set[str] = set()
-
-    def walk(node):
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key in ("file", "root") and isinstance(value, str):
-                    found.add(value.removesuffix(".md"))
-                else:
-                    walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(yaml.safe_load(toc.read_text(encoding="utf-8")))
-    return found
+    return set(parse_toc_yaml(toc)) if toc.is_file() else set()
 
 
 def _read_course(app, config) -> None:
@@ -336,10 +321,7 @@ def _leave_out_skipped_pages(app, env, node, contnode):
     every page of ``_toc.yml`` is in it."""
     if node.get("reftype") != "doc":
         return None
-    target = node.get("reftarget", "")
-    refdoc = node.get("refdoc", "")
-    docname = posixpath.normpath(posixpath.join("/" + posixpath.dirname(refdoc), target))
-    docname = docname.lstrip("/").removesuffix(".md")
+    docname = docname_join(node.get("refdoc", ""), node.get("reftarget", "")).removesuffix(".md")
     if docname in app.course_toc_pages and docname not in env.found_docs:
         return contnode
     return None
