@@ -73,6 +73,7 @@ PAGE = textwrap.dedent("""\
     <figure><img src="../../_images/out.png" alt="output"/><figcaption><p><span
     class="caption-number">Fig. 1 </span><span class="caption-text">A curve.</span></p>
     </figcaption></figure></div>
+    <div class="cell tag_solution docutils container"><pre>secret = 'SECRET-CODE'</pre></div>
     <div class="exercise admonition" id="ex-add"><p class="admonition-title">Exercise 1</p>
     <p>What is 1 + 1?</p></div>
     <div class="solution dropdown admonition"><p class="admonition-title">Solution to
@@ -96,8 +97,8 @@ def build(tmp_path):
     cells = [nbformat.v4.new_markdown_cell("# Demo {glue:text}`acc`"),
              nbformat.v4.new_code_cell("x = 1", outputs=[nbformat.v4.new_output(
                  "display_data", {"application/papermill.record/text/plain": "0.913"})]),
-             nbformat.v4.new_code_cell("secret = 'SECRET-CODE'",  # as a hidden build tags it
-                                       metadata={"tags": ["solution", "remove-cell"]}),
+             nbformat.v4.new_code_cell("secret = 'SECRET-CODE'",
+                                       metadata={"tags": ["solution", "hide-input"]}),
              nbformat.v4.new_code_cell("z = 3", metadata={"tags": ["remove-cell"]}),
              nbformat.v4.new_code_cell("y = 2", metadata={"tags": ["hide-input"]})]
     nb = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {
@@ -131,13 +132,22 @@ def test_code_cells_pair_with_the_page(build):
     nb = export_demo(build)
     kinds = [(c.cell_type, c.source.split("\n")[0][:14]) for c in nb.cells]
     assert kinds == [("markdown", "*This notebook"), ("code", "# @title Colab"),
-                     ("markdown", "# Demo"), ("code", "x = 1"), ("code", "secret = 'SECR"),
-                     ("code", "z = 3"), ("markdown", "**Fig. 1** A c"), ("code", "y = 2"),
+                     ("markdown", "# Demo"), ("code", "x = 1"), ("markdown", "**Fig. 1** A c"),
+                     ("code", "secret = 'SECR"), ("code", "z = 3"),
+                     ("markdown", "> **Exercise 1"), ("code", "y = 2"),
                      ("markdown", "The end. ![a p")]
     assert nb.cells[3].outputs == []  # glue's invisible record is dropped
-    hidden = export_demo(build, hide_solutions=True)
+    # A student build: the solution cell is tagged remove-cell and leaves the page.
+    page = build / "book" / "part1" / "demo.html"
+    page.write_text(re.sub(r'<div class="cell tag_solution.*?</div>', "", page.read_text()))
+    executed = build.parent / "jupyter_execute" / "book" / "part1" / "demo.ipynb"
+    student = nbformat.read(executed, as_version=4)
+    student.cells[2].metadata.tags.append("remove-cell")
+    nbformat.write(student, executed)
+    hidden = export_demo(build)
     assert "SECRET-CODE" not in nbformat.writes(hidden)
-    assert len(hidden.cells) == len(nb.cells) - 1
+    assert [c.source for c in hidden.cells if c.cell_type == "code"][1:] == ["x = 1", "z = 3",
+                                                                             "y = 2"]
 
 
 def test_first_cells_say_what_the_notebook_is_and_install_dlcc_only_in_colab(build):
@@ -170,7 +180,7 @@ def test_cell_ids_are_stable_and_local(build):
 def test_a_page_that_does_not_match_its_notebook_is_an_error(build):
     page = build / "book" / "part1" / "demo.html"
     page.write_text(page.read_text().replace('<div class="cell tag_hide-input', '<div class="x'))
-    with pytest.raises(ValueError, match="shows 1 code cells but the executed notebook has 2 "):
+    with pytest.raises(ValueError, match="shows 2 code cells but the executed notebook has 3 "):
         export_demo(build)
     with pytest.raises(ValueError, match="page: expected an executable page"):
         notebooks.export("book/part1/missing", SITE, html=build)

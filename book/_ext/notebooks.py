@@ -1,22 +1,13 @@
-"""Export the executable pages of the BUILT book as Jupyter notebooks (Colab, Binder, download).
+"""Export the executable pages of the BUILT book as notebooks (Colab, Binder, download).
 
-One source of truth: a notebook is its page as the strict build rendered it. Its Markdown cells
-are the page's HTML between code cells, converted with markdownify after Sphinx has resolved
-every glue value, cross-reference, citation and included file; its code cells, and their
-outputs, are the executed notebook myst-nb wrote to ``_build/jupyter_execute``. Each notebook
-also gets:
+A notebook is its page as the strict build rendered it: the page's HTML between code cells,
+converted to Markdown once Sphinx has resolved every glue value, reference, citation and
+included file, around the cells (and outputs) myst-nb executed into ``_build/jupyter_execute``.
+It opens with a cell saying so, then a collapsed cell that installs ``dlcc`` at the built commit
+in Colab only; its metadata asks Colab for a GPU; links and images point at the published site;
+cell ids derive from content, so an unchanged page exports unchanged. After a build::
 
-- a first cell saying what it is: it opens with the build's outputs (figures and numbers show
-  before anything runs), and running it reproduces them;
-- a collapsed install cell that installs ``dlcc`` at the built commit, only in Colab;
-- metadata asking Colab for a GPU runtime (the chapters run on a CPU, faster on a GPU);
-- links and images as absolute URLs of the published site, math as ``$...$`` TeX;
-- cell ids derived from each cell's content, so regenerating gives the same ids.
-
-Usage, after ``jupyter-book build .`` (the deploy workflow runs the first form)::
-
-    python book/_ext/notebooks.py [--html _build/html] --out DIR [--commit SHA] [--hide-solutions]
-    python book/_ext/notebooks.py [--html _build/html] --in-place [--commit SHA]
+    python book/_ext/notebooks.py [--html _build/html] (--out DIR | --in-place) [--commit SHA]
 """
 
 from __future__ import annotations
@@ -260,8 +251,8 @@ def stable_ids(nb: nbformat.NotebookNode, page: str) -> None:
 
 
 def sphinx_outdir() -> Path:
-    """The HTML folder of the Sphinx build this code runs in (the book's build-finished hook
-    calls ``export`` without ``html``); Sphinx's log filters hold its application."""
+    """The HTML folder of the running Sphinx build (its log filters hold the application), for
+    the book's build-finished hook, which calls ``export`` without ``html``."""
     for handler in logging.getLogger("sphinx").handlers:
         for log_filter in handler.filters:
             if getattr(log_filter, "app", None) is not None:
@@ -280,8 +271,9 @@ def export(page: str, site: Site, *, html: Path | None = None, root: Path = ROOT
                          f"got {page!r} ({executed_path} does not exist)")
     executed = nbformat.read(executed_path, as_version=4)
     title, chunks = page_markdown(html / f"{page}.html", site.page_url(page))
-    code = [c for c in executed.cells if c.cell_type == "code"
-            and not (hide_solutions and SOLUTION_TAG in tags(c))]
+    # A solution the page removed (a student build) leaves the notebook too.
+    code = [c for c in executed.cells if c.cell_type == "code" and not (
+        SOLUTION_TAG in tags(c) and (hide_solutions or REMOVED in tags(c)))]
     shown = [c for c in code if REMOVED not in tags(c)]
     if len(shown) != len(chunks) - 1:
         raise ValueError(f"{page}: the page shows {len(chunks) - 1} code cells but the executed "
@@ -312,17 +304,6 @@ def write(nb: nbformat.NotebookNode, path: Path) -> None:
     tmp.replace(path)
 
 
-def export_book(html: Path, out: Path, site: Site, *, hide_solutions: bool = False
-                ) -> list[Path]:
-    """Write ``out/<page>.ipynb`` for every executable page of the build; return the paths."""
-    written = []
-    for page in built_pages(html):
-        path = out / f"{page}.ipynb"
-        write(export(page, site, html=html, hide_solutions=hide_solutions), path)
-        written.append(path)
-    return written
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--html", type=Path, default=ROOT / "_build" / "html",
@@ -332,18 +313,14 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--in-place", action="store_true",
                        help="write each notebook next to its .md (for the notebooks branch)")
     parser.add_argument("--commit", help="commit to install dlcc from (default: git HEAD)")
-    parser.add_argument("--hide-solutions", action="store_true",
-                        help="drop solution cells (also done whenever _config.yml sets "
-                             "dlcc_hide_solutions: true; the build then hides solution blocks)")
     args = parser.parse_args(argv)
     if not (args.html.parent / "jupyter_execute").is_dir():
         parser.error(f"--html: expected the HTML folder of a finished build, next to its "
                      f"jupyter_execute folder; got {args.html}")
     site = read_site(ROOT, args.commit)
-    out = ROOT if args.in_place else args.out
-    # The notebooks branch must not publish what the student-facing site hides.
-    hide = args.hide_solutions or config_hides_solutions(ROOT)
-    for path in export_book(args.html, out, site, hide_solutions=hide):
+    for page in built_pages(args.html):
+        write(export(page, site, html=args.html, hide_solutions=config_hides_solutions(ROOT)),
+              path := (ROOT if args.in_place else args.out) / f"{page}.ipynb")
         print(path)
     return 0
 
