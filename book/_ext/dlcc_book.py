@@ -192,14 +192,12 @@ def _export_notebooks(app, exception):
     """Put each page's launch notebook where the download button points (``_sources/``)."""
     if exception is not None or app.builder.format != "html":
         return
-    root = Path(app.confdir)
-    out = Path(app.outdir) / "_sources"
-    site = app.dlcc_site
+    html = Path(app.outdir)
     for page in app.env.found_docs:
         if _is_notebook(app, page):
-            nb = notebooks.export(page, site, root=root,
+            nb = notebooks.export(page, app.dlcc_site, html=html,
                                   hide_solutions=app.config.dlcc_hide_solutions)
-            notebooks.write(nb, out / f"{page}.ipynb")
+            notebooks.write(nb, html / "_sources" / f"{page}.ipynb")
 
 
 def setup(app):
