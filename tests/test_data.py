@@ -18,7 +18,6 @@ from dlcc.data import (
     random_crop,
     random_flip,
     random_rotate,
-    split_dataset,
     synthetic_cells,
     to_dataset,
 )
@@ -169,25 +168,6 @@ def test_to_dataset_uses_training_statistics():
 def test_to_dataset_bad_arguments(args, message):
     with pytest.raises(ValueError, match=message):
         to_dataset(*args)
-
-
-def test_split_dataset_sizes_disjoint_and_deterministic():
-    data = TensorDataset(torch.arange(11))
-    parts = split_dataset(data, (0.8, 0.1, 0.1), seed=0)
-    assert [len(p) for p in parts] == [9, 1, 1]
-    items = [i for p in parts for i in p.indices]
-    assert sorted(items) == list(range(11))
-    assert [p.indices for p in split_dataset(data, seed=0)] == [p.indices for p in parts]
-    assert split_dataset(data, seed=1)[0].indices != parts[0].indices
-    assert [len(p) for p in split_dataset(TensorDataset(torch.arange(10)), (0.5, 0.5))] == [5, 5]
-
-
-@pytest.mark.parametrize("fractions, message", [((0.8, 0.1), "must sum to 1"),
-                                                ((1.2, -0.2), r"in \(0, 1\]"),
-                                                ((), r"in \(0, 1\]")])
-def test_split_dataset_bad_fractions(fractions, message):
-    with pytest.raises(ValueError, match=message):
-        split_dataset(TensorDataset(torch.arange(4)), fractions)
 
 
 def test_make_loader_seeded_shuffle_and_pinning():

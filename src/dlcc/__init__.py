@@ -8,4 +8,9 @@ Two halves, imported separately so that the numpy half never needs PyTorch:
 ``import dlcc`` itself imports neither numpy-heavy code nor torch.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("dlcc")  # the one version string is pyproject.toml's
+except PackageNotFoundError:  # a source tree on sys.path, never installed
+    __version__ = "0+unknown"

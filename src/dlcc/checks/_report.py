@@ -181,7 +181,7 @@ def student_check(cls: str | None = None):
         params = list(inspect.signature(body).parameters.values())[1:]
         check.__signature__ = inspect.Signature(
             [*params, inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False)],
-            return_annotation="CheckResult")
+            return_annotation=CheckResult)
         return check
 
     return decorate

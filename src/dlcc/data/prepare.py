@@ -1,12 +1,13 @@
-"""From tensors to batches: standardisation with training statistics, splits, loaders."""
+"""From tensors to batches: standardisation with training statistics, loaders.
+
+For random splits of a Dataset, use ``torch.utils.data.random_split(dataset, (0.8, 0.1, 0.1),
+generator=torch.Generator().manual_seed(seed))``.
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 
 def _check_images(images: object) -> torch.Tensor:
@@ -62,26 +63,6 @@ def to_dataset(images: torch.Tensor, labels: torch.Tensor, mean=None, std=None
                          f"and {std.numel()}")
     x = (images.float() - mean.view(1, c, 1, 1)) / std.view(1, c, 1, 1)
     return TensorDataset(x, labels.long())
-
-
-def split_dataset(dataset: Dataset, fractions: Sequence[float] = (0.8, 0.1, 0.1),
-                  seed: int = 0) -> tuple[Subset, ...]:
-    """Shuffle ``dataset`` with ``seed`` and cut it into parts of the given ``fractions``.
-
-    Part sizes are ``floor(f * len(dataset))``; the few left-over items go one each to the
-    first parts. The same seed always gives the same parts.
-    """
-    fractions = tuple(fractions)
-    if not fractions or any(not 0 < f <= 1 for f in fractions):
-        raise ValueError(f"fractions must be numbers in (0, 1], got {fractions}")
-    if not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
-        raise ValueError(f"fractions must sum to 1, got {fractions} (sum {sum(fractions):g})")
-    n = len(dataset)
-    sizes = [math.floor(f * n) for f in fractions]
-    for i in range(n - sum(sizes)):
-        sizes[i % len(sizes)] += 1
-    generator = torch.Generator().manual_seed(seed)
-    return tuple(torch.utils.data.random_split(dataset, sizes, generator=generator))
 
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, *,
