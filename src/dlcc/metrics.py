@@ -2,7 +2,7 @@
 
 Every metric takes the model's raw outputs (logits) and the targets of one batch and returns
 a Python float, the mean over the batch, which is what :func:`dlcc.train.fit` expects in its
-``metrics`` dict (chapters "Classification" and "Segmentation with a U-Net").
+``metrics`` dict (Assignments 2 and 3 use them).
 """
 
 from __future__ import annotations
