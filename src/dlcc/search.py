@@ -69,7 +69,7 @@ def storage_url(storage: str | os.PathLike | None) -> str | None:
     return f"sqlite:///{path.resolve()}"
 
 
-def create_study(**kwargs) -> optuna.Study:
+def _create_study(**kwargs) -> optuna.Study:
     """``optuna.create_study(**kwargs, load_if_exists=True)``. Workers that start together on
     a new database race to create its tables; those that lose find them on a second try."""
     import sqlalchemy.exc  # Optuna's own dependency for database storage
@@ -123,9 +123,9 @@ def search(objective: Callable[[optuna.Trial], float], *, n_trials: int,
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no log line per trial
     try:
-        study = create_study(storage=storage_url(storage), study_name=study_name,
-                             direction=direction, pruner=pruner,
-                             sampler=sampler if fixed else None)
+        study = _create_study(storage=storage_url(storage), study_name=study_name,
+                              direction=direction, pruner=pruner,
+                              sampler=sampler if fixed else None)
 
         def seeded(trial: optuna.Trial) -> float:
             # The sampler draws when the objective calls trial.suggest_*, so this one is used.

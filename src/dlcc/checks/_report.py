@@ -89,15 +89,22 @@ class Report:
 
     def run(self, what: str, fn: Callable, *args, hints: dict[str, str] | None = None,
             **kwargs):
-        """``fn(*args, **kwargs)``, the student's code, through :func:`call`. If it raises,
-        record "<what> <error>" (plus the hint of the first phrase of ``hints`` found in the
-        error) as a failure and raise :class:`Stop`."""
-        try:
-            value, self.warned = call(fn, *args, **kwargs)
-        except StudentError as error:
-            hint = next((h for phrase, h in (hints or {}).items() if phrase in str(error)), "")
-            self.fail(f"{what} {error}{hint}")
-            raise Stop from None
+        """``fn(*args, **kwargs)``, the student's code, with numpy's warnings (overflow in exp,
+        0/0) kept in ``self.warned`` instead of printed. If it raises, record "<what> <the
+        error in words>" (plus the hint of the first phrase of ``hints`` found in those words)
+        as a failure and raise :class:`Stop`."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                # Underflow to 0 is harmless (exp(-1000) == 0.0); overflow and 0/0 are not.
+                with np.errstate(over="warn", divide="warn", invalid="warn", under="ignore"):
+                    value = fn(*args, **kwargs)
+            except Exception as error:  # the student's bug, reported in words
+                words = _describe(error)
+                hint = next((h for phrase, h in (hints or {}).items() if phrase in words), "")
+                self.fail(f"{what} {words}{hint}")
+                raise Stop from None
+        self.warned = [str(w.message) for w in caught]
         return value
 
     def ok(self, what: str) -> None:
@@ -118,10 +125,6 @@ class Report:
             self.fail(message)
         return bool(condition)
 
-    @property
-    def failed(self) -> bool:
-        return any(status == "FAIL" for status, _ in self._lines)
-
     def finish(self, quiet: bool = False) -> CheckResult:
         fails = [text for status, text in self._lines if status == "FAIL"]
         count = sum(status in ("ok", "FAIL") for status, _ in self._lines)
@@ -137,25 +140,6 @@ class Report:
 # --- calling the student's code --------------------------------------------------------------
 
 
-class StudentError(Exception):
-    """The student's code raised; ``str()`` is a one-line description for the report."""
-
-
-def require_callable(check: str, fn: object, what: str = "your function") -> None:
-    """Misuse: the check was given something that cannot be called."""
-    if not callable(fn):
-        raise TypeError(f"{check} expects {what} itself, e.g. {check}(my_function); "
-                        f"got {type(fn).__name__}")
-
-
-def require_class(check: str, cls: object, what: str = "your class") -> None:
-    """Misuse: a check that builds models itself was given an instance or a non-class."""
-    if not inspect.isclass(cls):
-        name = type(cls).__name__
-        hint = f"pass the class {name}, not an instance {name}(...)"
-        raise TypeError(f"{check} expects {what} (it builds the instances it needs): {hint}")
-
-
 def student_check(cls: str | None = None):
     """Make ``body(report, student)`` the check ``name(student, *, quiet=False)``.
 
@@ -168,10 +152,13 @@ def student_check(cls: str | None = None):
 
         @functools.wraps(body)
         def check(student, *, quiet: bool = False) -> CheckResult:
-            if cls is None:
-                require_callable(name, student)
-            else:
-                require_class(name, student, cls)
+            got = type(student).__name__
+            if cls is None and not callable(student):
+                raise TypeError(f"{name} expects your function itself, e.g. "
+                                f"{name}(my_function); got {got}")
+            if cls is not None and not inspect.isclass(student):
+                raise TypeError(f"{name} expects {cls} (it builds the instances it needs): "
+                                f"pass the class {got}, not an instance {got}(...)")
             report = Report(name)
             with suppress(Stop):
                 body(report, student)
@@ -205,28 +192,14 @@ def _where(error: BaseException) -> str:
     return f" (in {frame.name}: {line})" if line else f" (in {frame.name})"
 
 
-def call(fn: Callable, *args, **kwargs):
-    """``fn(*args, **kwargs)``; a raised exception becomes :class:`StudentError`.
-
-    Numpy warnings (overflow in exp, division by zero) are collected, not printed, and
-    returned with the value: ``value, warnings``.
-    """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            # Underflow to 0 is harmless (exp(-1000) == 0.0); overflow and 0/0 are not.
-            with np.errstate(over="warn", divide="warn", invalid="warn", under="ignore"):
-                value = fn(*args, **kwargs)
-        except NotImplementedError as error:
-            raise StudentError(f"is not implemented yet: NotImplementedError was raised"
-                               f"{_where(error)}; replace `raise NotImplementedError` with "
-                               f"your code") from None
-        except Exception as error:  # the student's bug, reported in words
-            # the first line, without torch's own " Hint: ..." (it points at torch, not at them)
-            message = str(error).splitlines()[0].split(" Hint:")[0] if str(error) else ""
-            raise StudentError(f"raised {type(error).__name__}: {message}"
-                               f"{_where(error)}") from None
-    return value, [str(w.message) for w in caught]
+def _describe(error: Exception) -> str:
+    """An exception from the student's code in words, with their line that raised it."""
+    if isinstance(error, NotImplementedError):
+        return (f"is not implemented yet: NotImplementedError was raised{_where(error)}; "
+                f"replace `raise NotImplementedError` with your code")
+    # the first line, without torch's own " Hint: ..." (it points at torch, not at them)
+    message = str(error).splitlines()[0].split(" Hint:")[0] if str(error) else ""
+    return f"raised {type(error).__name__}: {message}{_where(error)}"
 
 
 # --- comparing arrays ------------------------------------------------------------------------
