@@ -42,6 +42,11 @@ def test_conv1d_net_is_causal_with_the_stated_receptive_field():
     x2[:, 10] += 1.0
     changed = (net(x2, all_steps=True) - base).abs().sum(dim=(0, 2)) > 0
     assert not changed[:10].any() and changed[10:17].all() and not changed[17:].any()
+    # Max pooling over time: a pattern counts wherever it is, so a shift changes nothing.
+    pooled = Conv1dNet(2, 1, channels=4, kernel_size=3, dilations=(1,), pool="max")
+    bump = torch.zeros(1, 20, 2)
+    bump[0, 5] = 1.0
+    torch.testing.assert_close(pooled(bump), pooled(bump.roll(7, dims=1)))
 
 
 def test_sequence_models_reject_bad_input():
@@ -52,6 +57,8 @@ def test_sequence_models_reject_bad_input():
         net(torch.randn(2, 5))
     with pytest.raises(TypeError, match="floating-point"):
         Conv1dNet(3, 2)(torch.ones(2, 5, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="pool must be 'last' or 'max'"):
+        Conv1dNet(3, 2, pool="mean")
     with pytest.raises(ValueError, match="cell must be one of"):
         RecurrentNet(3, 2, cell="transformer")
 
@@ -115,6 +122,9 @@ def test_classifier_ignores_padding_and_returns_attention():
         other[:, 6:] = 4 - other[:, 6:] + 1
         torch.testing.assert_close(model(other, mask), logits)  # padding cannot matter
         torch.testing.assert_close(model(tokens, mask), logits)  # SDPA path agrees
+        model.pad_index = 0
+        padded = tokens.masked_fill(~mask, 0)
+        torch.testing.assert_close(model(padded), logits)  # the mask from the pad index
     with pytest.raises(ValueError, match="mask must be a bool tensor"):
         model(tokens, mask.long())
 

@@ -119,11 +119,11 @@ def windows(series: np.ndarray, length: int, horizon: int = 1, step: int = 1):
 # --- motif-planted DNA ------------------------------------------------------------------------
 
 #: The planted motif's position weight matrix: probabilities of A, C, G, T at its 8 positions
-#: (a TATA-box-like consensus TATAAAAG, softened so that most copies differ from it).
+#: (a TATA-box-like consensus TATAAAAG; two thirds of the planted copies differ from it).
 MOTIF_PWM = np.array([
-    [0.05, 0.05, 0.05, 0.85], [0.85, 0.05, 0.05, 0.05], [0.05, 0.05, 0.05, 0.85],
-    [0.80, 0.05, 0.05, 0.10], [0.70, 0.05, 0.05, 0.20], [0.80, 0.05, 0.10, 0.05],
-    [0.60, 0.10, 0.10, 0.20], [0.20, 0.10, 0.60, 0.10],
+    [0.04, 0.03, 0.03, 0.90], [0.90, 0.03, 0.03, 0.04], [0.04, 0.03, 0.03, 0.90],
+    [0.88, 0.03, 0.03, 0.06], [0.88, 0.03, 0.03, 0.06], [0.88, 0.03, 0.03, 0.06],
+    [0.85, 0.05, 0.05, 0.05], [0.10, 0.05, 0.80, 0.05],
 ])
 
 

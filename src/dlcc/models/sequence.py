@@ -57,10 +57,15 @@ class Conv1dNet(nn.Module):
     """A causal 1-D CNN: ``len(dilations)`` convolutions of width ``kernel_size`` with growing
     dilation, ReLU between them, padded on the left so that the output at step t sees only
     steps <= t. The receptive field is 1 + (kernel_size - 1) * sum(dilations) steps.
+
+    ``pool="last"`` classifies from the last step's features (forecasting); ``pool="max"``
+    takes each channel's maximum over time, so a pattern counts wherever it occurs (motif
+    detection).
     """
 
     def __init__(self, in_features: int, num_outputs: int, channels: int = 32, *,
-                 kernel_size: int = 5, dilations: tuple[int, ...] = (1, 2, 4)):
+                 kernel_size: int = 5, dilations: tuple[int, ...] = (1, 2, 4),
+                 pool: str = "last"):
         super().__init__()
         self.in_features = positive_int("in_features", in_features)
         for name, value in (("num_outputs", num_outputs), ("channels", channels),
@@ -68,6 +73,9 @@ class Conv1dNet(nn.Module):
             positive_int(name, value)
         if not dilations:
             raise ValueError("dilations must name at least one convolution")
+        if pool not in ("last", "max"):
+            raise ValueError(f"pool must be 'last' or 'max', got {pool!r}")
+        self.pool = pool
         layers: list[nn.Module] = []
         c = in_features
         for d in dilations:
@@ -81,4 +89,6 @@ class Conv1dNet(nn.Module):
 
     def forward(self, x: torch.Tensor, all_steps: bool = False) -> torch.Tensor:
         h = self.features(check_sequences(x, self.in_features).transpose(1, 2)).transpose(1, 2)
-        return self.head(h if all_steps else h[:, -1])
+        if all_steps:
+            return self.head(h)
+        return self.head(h.amax(dim=1) if self.pool == "max" else h[:, -1])

@@ -105,11 +105,14 @@ class TransformerClassifier(nn.Module):
 
     Token and learned position embeddings, ``depth`` blocks, then a class token's final state
     (``pooling="cls"``, a learned token prepended at position 0) or the mean over unpadded
-    positions (``pooling="mean"``), LayerNorm and a linear head.
+    positions (``pooling="mean"``), LayerNorm and a linear head. With ``pad_index`` set and no
+    mask given, tokens equal to ``pad_index`` are padding (so a plain ``model(tokens)`` works
+    in a training loop).
     """
 
     def __init__(self, vocab_size: int, num_classes: int, max_len: int, *, dim: int = 64,
-                 depth: int = 2, heads: int = 4, dropout: float = 0.1, pooling: str = "cls"):
+                 depth: int = 2, heads: int = 4, dropout: float = 0.1, pooling: str = "cls",
+                 pad_index: int | None = None):
         super().__init__()
         for name, value in (("vocab_size", vocab_size), ("num_classes", num_classes),
                             ("max_len", max_len), ("depth", depth)):
@@ -117,6 +120,7 @@ class TransformerClassifier(nn.Module):
         if pooling not in ("cls", "mean"):
             raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
         self.vocab_size, self.max_len, self.pooling = vocab_size, max_len, pooling
+        self.pad_index = pad_index
         self.tok = nn.Embedding(vocab_size, dim)
         self.pos = nn.Parameter(0.02 * torch.randn(max_len + 1, dim))
         self.cls = nn.Parameter(0.02 * torch.randn(1, 1, dim))
@@ -130,7 +134,9 @@ class TransformerClassifier(nn.Module):
         weights (N, heads, T', T'), T' = T + 1 with the class token first."""
         tokens = _check_tokens(tokens, self.vocab_size, self.max_len)
         n, t = tokens.shape
-        if mask is None:
+        if mask is None and self.pad_index is not None:
+            mask = tokens != self.pad_index
+        elif mask is None:
             mask = torch.ones(n, t, dtype=torch.bool, device=tokens.device)
         if mask.shape != tokens.shape or mask.dtype != torch.bool:
             raise ValueError(f"mask must be a bool tensor of the tokens' shape {(n, t)}, "
