@@ -5,8 +5,8 @@ its own started by the first test of the run that needs it, so it runs while the
 with the unit tests (which come first: tests that need a build are moved to the end):
 
 - ``book``: the whole book, strictly (``-W --keep-going``);
-- ``hidden_site``: the assignments with ``dlcc_hide_solutions: true``
-  (tests/test_hidden_solutions.py);
+- ``hidden_site``: the whole book with ``dlcc_hide_solutions: true``, after the book, from its
+  execution cache (tests/test_hidden_solutions.py);
 - ``tiny_book``: ``tests/tiny_book``, a few pages that hold the course-data rendering, a partial
   build and planted defects (tests/test_course.py, tests/test_guard_rails.py).
 """
@@ -36,12 +36,6 @@ BUILD_TIMEOUT = 3600
 # Everything that can change what the executed book contains without changing a cell's source:
 # jupyter-cache keys only on code cells, so the local cache is keyed on these as well.
 CACHE_KEY_INPUTS = ("src", "book/_ext", "requirements.txt", "pyproject.toml")
-
-# The pages of the hidden-solutions build (the solutions are on the assignments; the reading
-# list and glossary resolve their citations and terms).
-HIDDEN_PAGES = ["book/assignments/index", "book/assignments/a1", "book/assignments/a2",
-                "book/assignments/a3", "book/reference/reading-list", "book/reference/glossary"]
-
 
 @dataclass
 class Build:
@@ -84,16 +78,17 @@ def cached(name: str) -> Path:
 # --- The builds ----------------------------------------------------------------------------------
 
 
-def book_command(run_dir: Path) -> tuple[list[str], Path]:
+def book_build(run_dir: Path) -> tuple[Path, list[str], Path]:
     """The whole book: cold under CI, else reusing the execution cache kept in ``.cache`` for
     the current library source."""
     output = run_dir / "book" if os.environ.get("CI") else cached("book")
-    return [JUPYTER_BOOK, "build", str(ROOT), "--path-output", str(output)], output
+    return ROOT, [], output
 
 
-def hidden_site_command(run_dir: Path) -> tuple[list[str], Path]:
-    """The assignments built as students get them, with temporary copies of ``_config.yml``
-    (``dlcc_hide_solutions: true``) and ``_toc.yml``."""
+def hidden_site_build(run_dir: Path) -> tuple[Path, list[str], Path]:
+    """The whole book as students get it, with a temporary copy of ``_config.yml``
+    (``dlcc_hide_solutions: true``). It runs after the book and reads the book's execution
+    cache, so it executes no notebook again (solution cells leave the pages after execution)."""
     work = run_dir / "hidden-site"
     work.mkdir(exist_ok=True)
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
@@ -102,42 +97,43 @@ def hidden_site_command(run_dir: Path) -> tuple[list[str], Path]:
     # a temporary folder; every other path stays relative to the source folder, the root.
     sphinx["local_extensions"] = {k: str(ROOT / v) for k, v in sphinx["local_extensions"].items()}
     sphinx["config"]["dlcc_hide_solutions"] = True
-    caches = work if os.environ.get("CI") else cached("hidden-site")
-    config.setdefault("execute", {})["cache"] = str(caches / "execution-cache")
+    book_output = book_build(run_dir)[2]
+    config.setdefault("execute", {})["cache"] = str(book_output / "_build" / ".jupyter_cache")
     (work / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    toc = {"format": "jb-book", "root": "book/intro",
-           "chapters": [{"file": page} for page in HIDDEN_PAGES]}
-    (work / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
-    return [JUPYTER_BOOK, "build", str(ROOT), "--path-output", str(work / "out"),
-            "--config", str(work / "_config.yml"), "--toc", str(work / "_toc.yml")], work / "out"
+    return ROOT, ["--config", str(work / "_config.yml")], work / "out"
 
 
-def tiny_book_command(run_dir: Path) -> tuple[list[str], Path]:
-    output = run_dir / "tiny-book"
-    return [JUPYTER_BOOK, "build", str(TINY_BOOK), "--path-output", str(output),
-            "--toc", str(TINY_BOOK / "_toc_partial.yml")], output
+def tiny_book_build(run_dir: Path) -> tuple[Path, list[str], Path]:
+    return TINY_BOOK, ["--toc", str(TINY_BOOK / "_toc_partial.yml")], run_dir / "tiny-book"
 
 
-BUILDS = {"book": book_command, "hidden_site": hidden_site_command, "tiny_book": tiny_book_command}
+# name -> (run folder -> the source folder, options and output folder of the build)
+BUILDS = {"book": book_build, "hidden_site": hidden_site_build, "tiny_book": tiny_book_build}
+AFTER = {"hidden_site": "book"}  # a build that starts when another has finished
 _started: dict[str, subprocess.Popen] = {}
 
 
 def start(run_dir: Path, name: str) -> None:
-    """Start build ``name`` (strict: ``-W --keep-going``) unless a worker of this run has.
-    ``command[2]``, the book's source folder, is the build's working folder."""
+    """Start build ``name`` (strict: ``-W --keep-going``) unless a worker of this run has."""
+    if name in AFTER:
+        start(run_dir, AFTER[name])
     with FileLock(run_dir / f"{name}.lock"):
         if (run_dir / f"{name}.started").exists():
             return
-        command, output = BUILDS[name](run_dir)
-        command += ["-W", "--keep-going"]
+        source, options, output = BUILDS[name](run_dir)
+        command = [JUPYTER_BOOK, "build", str(source), "--path-output", str(output), *options,
+                   "-W", "--keep-going"]
         output.mkdir(parents=True, exist_ok=True)
         log = output / "build.log"
-        # The shell records the exit status once the build ends, for whichever worker waits.
-        script = '"$@" > "$LOG" 2>&1; echo $? > "$RC"'
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "LOG": str(log),
+        # The shell waits for the build this one comes after, if any, and records the exit status
+        # once the build ends, for whichever worker waits.
+        script = 'until [ -z "$AFTER" ] || [ -s "$AFTER" ]; do sleep 1; done; ' \
+                 '"$@" > "$LOG" 2>&1; echo $? > "$RC"'
+        after = str(run_dir / f"{AFTER[name]}.rc") if name in AFTER else ""
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "LOG": str(log), "AFTER": after,
                "RC": str(run_dir / f"{name}.rc")}
         _started[name] = subprocess.Popen(["sh", "-c", script, "sh", *command], env=env,
-                                          cwd=command[2], stdin=subprocess.DEVNULL,
+                                          cwd=source, stdin=subprocess.DEVNULL,
                                           start_new_session=True)
         (run_dir / f"{name}.started").write_text(str(output))
 
@@ -160,10 +156,10 @@ def needs(item: pytest.Item) -> list[str]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Unit tests first, then the tiny book's, then the full builds': every worker stays busy
-    while the builds run (the same order on every worker, as xdist requires)."""
-    items.sort(key=lambda item: 2 if {"book", "hidden_site"} & set(needs(item))
-               else 1 if needs(item) else 0)
+    """Unit tests first, then the tiny book's, then the book's, then the hidden site's: every
+    worker stays busy while the builds run (the same order on every worker, as xdist requires)."""
+    order = {"tiny_book": 1, "book": 2, "hidden_site": 3}
+    items.sort(key=lambda item: max((order[name] for name in needs(item)), default=0))
 
 
 @pytest.fixture(scope="session")

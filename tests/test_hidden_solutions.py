@@ -1,12 +1,11 @@
 """``dlcc_hide_solutions: true`` leaves no solution in the built site or its notebooks.
 
-The whole book (the strict build of tests/test_book.py) shows the solutions; a reduced book
-(home, the assignments, reading list, glossary) is built with them hidden (``hidden_site`` in
-conftest.py). The probes are taken from the assignment sources: the ``# SOLUTION`` marker and
-distinctive lines of every cell tagged ``solution``, a plain-text phrase from every
+The whole book is built twice (tests/conftest.py): strictly, as it is, and for students
+(``hidden_site``). The probes are taken from the assignment sources: the ``# SOLUTION`` marker
+and distinctive lines of every cell tagged ``solution``, a plain-text phrase from every
 ``{solution}`` block, and the words that only solutions use. Every probe must appear in the
-assignments of the whole book (so this test can fail) and none in any file of the hidden build:
-HTML, the search index, exported notebooks, everything.
+assignments' files of the first build (so this test can fail) and none in those of the
+students' build: pages, exported notebooks, their entries in the search index.
 """
 
 from __future__ import annotations
@@ -21,14 +20,15 @@ import jupytext
 import pytest
 import yaml
 
-from conftest import HIDDEN_PAGES, ROOT
+from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
 import notebooks  # noqa: E402
 
-PAGES = [page for page in HIDDEN_PAGES if page.startswith("book/assignments/")]
+PAGES = ["book/assignments/index", "book/assignments/a1", "book/assignments/a2",
+         "book/assignments/a3"]
 ASSIGNMENTS = PAGES[1:]
-OTHERS = [page for page in HIDDEN_PAGES if page not in PAGES]
+OTHERS = ["book/reference/reading-list", "book/reference/glossary"]
 MARKER = "# SOLUTION"
 SOLUTION_BLOCK = re.compile(r"^:::\{solution\}[^\n]*\n(.*?)^:::[ \t]*$", re.M | re.S)
 
@@ -138,11 +138,11 @@ def site_texts(html_dir: Path, only: str = "") -> dict[str, str]:
     return texts
 
 
-def search_terms(html_dir: Path, pages: list[str] | None = None) -> set[str]:
-    """The search index's terms that point to one of ``pages`` (to any page if None)."""
+def search_terms(html_dir: Path, pages: list[str]) -> set[str]:
+    """The search index's terms that point to one of ``pages``."""
     index = (html_dir / "searchindex.js").read_text()
     data = json.loads(index[index.index("(") + 1:index.rindex(")")])
-    wanted = {i for i, name in enumerate(data["docnames"]) if pages is None or name in pages}
+    wanted = {i for i, name in enumerate(data["docnames"]) if name in pages}
     found = set()
     for terms in (data["terms"], data.get("titleterms", {})):
         for term, docs in terms.items():
@@ -161,7 +161,7 @@ def stem(word: str) -> str:
 
 @pytest.fixture(scope="module")
 def sites(book, hidden_site):
-    """The whole book (solutions shown) and the assignments built with them hidden."""
+    """The whole book built twice: as it is (solutions shown) and for students."""
     assert book.ok, book.log[-5000:]
     assert hidden_site.ok, hidden_site.log[-5000:]
     return {"shown": book.html, "hidden": hidden_site.html}
@@ -169,9 +169,8 @@ def sites(book, hidden_site):
 
 @pytest.fixture(scope="module")
 def texts(sites):
-    """Every file of the hidden site; of the whole book, the assignments' files."""
-    return {"shown": site_texts(sites["shown"], only="assignments"),
-            "hidden": site_texts(sites["hidden"])}
+    """The assignments' files (pages, notebooks, images) of both sites."""
+    return {name: site_texts(path, only="assignments") for name, path in sites.items()}
 
 
 def probes() -> list[tuple[str, str]]:
@@ -214,7 +213,7 @@ def test_hidden_site_has_no_solution_text_or_code(texts):
 def test_search_index_has_no_solution_words(sites):
     stems = solution_only_stems()
     shown = search_terms(sites["shown"], PAGES)
-    hidden = search_terms(sites["hidden"])
+    hidden = search_terms(sites["hidden"], PAGES)
     assert len(stems & shown) >= 0.8 * len(stems), "solution words missing from the index"
     assert not stems & hidden, f"solution words in the hidden search index: {stems & hidden}"
 

@@ -17,6 +17,8 @@ import re
 import sys
 from pathlib import Path
 
+from docutils import nodes
+
 sys.path.insert(0, str(Path(__file__).parent))
 
 import dlcc
@@ -67,25 +69,17 @@ def _configure(app, config):
 
 # --- Solutions ------------------------------------------------------------------------------
 
-SOLUTION_CELL = re.compile(r"(```\{code-cell\}[^\n]*\n)((?::[\w-]+:[^\n]*\n)*)")
-
-
-def _hide_solution_cells(app, docname, source):
+def _drop_solution_cells(app, doctree):
     """In a student build, solution code cells still run (later cells may need their results)
-    but are removed from the page: tag them ``remove-cell`` before MyST-NB reads the page."""
+    but leave the page. Removing them from the page after execution, instead of tagging them
+    ``remove-cell`` before it, keeps each notebook the same as in the full build, so a student
+    build can reuse the full build's execution cache."""
     if not app.config.dlcc_hide_solutions:
         return
-
-    def retag(match):
-        opener, options = match.groups()
-        tags = re.search(r"^:tags:\s*\[(.*)\]\s*$", options, re.M)
-        if not tags or notebooks.SOLUTION_TAG not in [t.strip(" '\"") for t in
-                                                      tags.group(1).split(",")]:
-            return match.group(0)
-        new = f":tags: [{tags.group(1)}, remove-cell]"
-        return opener + options[:tags.start()] + new + options[tags.end():]
-
-    source[0] = SOLUTION_CELL.sub(retag, source[0])
+    for cell in list(doctree.findall(nodes.container)):
+        if (cell.get("nb_element") == "cell_code"
+                and notebooks.SOLUTION_TAG in cell.get("cell_metadata", {}).get("tags", [])):
+            cell.parent.remove(cell)
 
 
 # --- Launch and download buttons --------------------------------------------------------------
@@ -203,7 +197,7 @@ def _export_notebooks(app, exception):
 def setup(app):
     app.add_config_value("dlcc_hide_solutions", False, "env", types=[bool])
     app.connect("config-inited", _configure)
-    app.connect("source-read", _hide_solution_cells)
+    app.connect("doctree-read", _drop_solution_cells)
     app.connect("write-started", number_per_page)
     app.connect("html-page-context", _rewrite_buttons, priority=502)
     app.connect("html-page-context", _drop_thebe)
