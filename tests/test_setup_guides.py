@@ -432,7 +432,7 @@ def torch_table() -> list[dict[str, str]]:
     """The rows of the server guide's table of PyTorch builds."""
     lines = [line for line in read("linux-gpu-server").splitlines() if line.startswith("|")]
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
-    assert header == ["Your GPUs", "`CUDA Version` in `nvidia-smi`", "Driver", "Build"], header
+    assert header == ["Your GPUs (compute capability)", "CUDA Version", "Driver", "Build"]
     return [dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=True))
             for line in lines[2:]]
 
@@ -445,24 +445,25 @@ def test_torch_build_table_matches_the_pinned_torch():
     rows = torch_table()
     assert len(rows) >= 3
     for row in rows:
-        build = re.fullmatch(r"`(cu\d+)`", row["Build"])[1]
+        build = re.fullmatch(r"cu\d+", row["Build"])[0]
         cuda, arch_list = builds[build]
-        lowest_cuda = re.match(r"(\d+\.\d+)", row["`CUDA Version` in `nvidia-smi`"])[1]
+        lowest_cuda = re.match(r"(\d+\.\d+)", row["CUDA Version"])[1]
         assert Version(lowest_cuda) >= Version(cuda), row  # the driver runs that CUDA
         assert int(re.match(r"(\d+) or newer", row["Driver"])[1]) == MIN_DRIVER[lowest_cuda]
-        capabilities = re.findall(r"\((\d+)\.(\d+)", row["Your GPUs"])
-        capabilities += re.findall(r", (\d+)\.(\d+)", row["Your GPUs"])
+        gpus = row["Your GPUs (compute capability)"]
+        capabilities = re.findall(r"\((\d+)\.(\d+)", gpus) + re.findall(r", (\d+)\.(\d+)", gpus)
         assert capabilities, row
         for major, minor in capabilities:
             assert doctor.runs_on((int(major), int(minor)), arch_list), (row, major, minor)
     # the oldest GPUs (V100, P100) get the oldest build, and it is the only one for them
-    assert [r["Build"] for r in rows if "V100" in r["Your GPUs"]] == ["`cu126`"]
+    assert [r["Build"] for r in rows if "V100" in r["Your GPUs (compute capability)"]] == [
+        "cu126"]
     assert not any(doctor.runs_on((7, 0), arch) for b, (_, arch) in builds.items()
                    if b != "cu126")
     # every build in the table has a command, and every command is in the table
     tabs = {s.name.removeprefix("torch-"): s for s in snippets("linux-gpu-server")
             if s.name.startswith("torch-cu")}
-    assert set(tabs) == {re.fullmatch(r"`(cu\d+)`", r["Build"])[1] for r in rows}
+    assert set(tabs) == {r["Build"] for r in rows}
     for build, shown in tabs.items():
         command = [" ".join(line.split()) for line in shown.lines]
         assert command == [f"python -m pip install torch=={pinned} --index-url "
@@ -512,6 +513,15 @@ def test_course_requirements_are_the_pinned_ones_without_the_toolchain():
         assert name in course, name
     for page in ("laptop", "windows", "linux-gpu-server", "ubuntu-gpu"):
         assert "pip install -r requirements-course.txt" in read(page), page
+
+
+def test_binder_has_what_the_chapters_need():
+    """Binder's environment pins what requirements-course.txt pins (torch as its CPU build)."""
+    binder, course = pins(ROOT / "binder" / "requirements.txt"), pins(
+        ROOT / "requirements-course.txt")
+    assert binder.pop("torch") == course.pop("torch") + "+cpu"
+    course.pop("jupyterlab")  # Binder's image brings its own JupyterLab
+    assert {name: binder.get(name) for name in course} == course
 
 
 def test_windows_install_needs_no_activation():
