@@ -8,6 +8,7 @@ holding only ``dlcc`` and its declared dependencies, as Colab does after the ins
 from __future__ import annotations
 
 import html as htmllib
+import importlib.metadata
 import os
 import re
 import subprocess
@@ -288,17 +289,25 @@ RUN = textwrap.dedent("""\
 
 @pytest.fixture(scope="session")
 def fresh_python(run_dir) -> Path:
-    """A virtual environment with only dlcc (from this checkout), its declared dependencies
-    and a kernel, made once per test run by the first worker that asks; the pins of
-    requirements.txt are constraints (so pip takes the CPU torch)."""
+    """A virtual environment with only dlcc (installed from this checkout), its declared
+    dependencies and a kernel, made once per test run by the first worker that asks. The pins
+    of requirements.txt are constraints; torch, the same pinned build, is linked from this
+    environment rather than copied (gigabytes)."""
     venv = run_dir / "fresh-venv"
     python = venv / "bin" / "python"
     with FileLock(run_dir / "fresh-venv.lock"):
         if not (venv / "ready").exists():
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+            torch, linked = importlib.metadata.distribution("torch"), run_dir / "torch-only"
+            linked.mkdir(exist_ok=True)
+            for top in {Path(str(f)).parts[0] for f in torch.files} - {".."}:
+                if not (linked / top).exists():
+                    (linked / top).symlink_to(Path(torch.locate_file(top)))
+            site = next((venv / "lib").glob("python*/site-packages"))
+            (site / "torch_only.pth").write_text(f"{linked}\n")
             pins = run_dir / "pins.txt"
             pins.write_text("\n".join(line for line in (ROOT / "requirements.txt").read_text()
                                       .splitlines() if re.match(r"^[\w.-]+==", line)))
-            subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
             pip = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-c",
                                   str(pins), str(ROOT), "ipykernel", "nbclient"],
                                  capture_output=True, text=True)

@@ -201,12 +201,12 @@ def tags(cell) -> list[str]:
 
 
 def intro_cell(title: str, page: str, site: Site) -> nbformat.NotebookNode:
-    return nbformat.v4.new_markdown_cell(
+    return nbformat.v4.new_markdown_cell(id="dlcc-about", source=(
         f"*This notebook is [{title}]({site.page_url(page)}), a page of the Deep Learning Crash "
         f"Course, as built from commit `{site.commit[:7]}`. It opens with that build's outputs, "
         "so the figures and numbers are here before you run anything; running it top to bottom "
         "computes them again, on a CPU or, faster where the page says so, on a GPU (in Colab: "
-        "Runtime, Change runtime type). Links lead to the course site.*")
+        "Runtime, Change runtime type). Links lead to the course site.*"))
 
 
 def install_cell(site: Site) -> nbformat.NotebookNode:
@@ -219,9 +219,7 @@ def install_cell(site: Site) -> nbformat.NotebookNode:
         f"    %pip install --quiet \"dlcc @ git+{site.repo_url}@{site.commit}\"\n"
     )
     metadata = {"tags": [REMOVED], "cellView": "form", "jupyter": {"source_hidden": True}}
-    cell = nbformat.v4.new_code_cell(source, metadata=metadata)
-    cell.id = INSTALL_CELL_ID
-    return cell
+    return nbformat.v4.new_code_cell(source, metadata=metadata, id=INSTALL_CELL_ID)
 
 
 def code_cell(cell) -> nbformat.NotebookNode:
@@ -234,6 +232,8 @@ def code_cell(cell) -> nbformat.NotebookNode:
             if not output.data:
                 continue
         outputs.append(output)
+    if {"hide-input", "remove-input"} & set(tags(cell)):  # folded, as on the page
+        cell.metadata.setdefault("jupyter", {})["source_hidden"] = True
     return nbformat.v4.new_code_cell(cell.source, metadata=cell.metadata, outputs=outputs,
                                      execution_count=cell.get("execution_count"))
 
@@ -242,7 +242,7 @@ def stable_ids(nb: nbformat.NotebookNode, page: str) -> None:
     """Ids from the page and the cell's content: regenerating an unchanged page changes nothing."""
     seen: dict[str, int] = {}
     for cell in nb.cells:
-        if cell.get("id") == INSTALL_CELL_ID:
+        if cell.id.startswith("dlcc-"):  # the first two cells' fixed ids
             continue
         digest = hashlib.sha1(f"{page}\n{cell.cell_type}\n{cell.source}".encode()).hexdigest()[:10]
         count = seen.get(digest, 0)
