@@ -59,7 +59,10 @@ def attention_forward(q, k, v, mask=None):
     if mask is not None:
         scores = np.where(_check_mask(mask, scores.shape), scores, -np.inf)
     # Stable softmax: subtract each row's maximum (finite, since every row has a True entry).
-    weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    # In place: at long sequence lengths these (N, Tq, Tk) arrays dominate time and memory.
+    weights = scores
+    weights -= scores.max(axis=-1, keepdims=True)
+    np.exp(weights, out=weights)
     weights /= weights.sum(axis=-1, keepdims=True)
     return weights @ v, (q, k, v, weights)
 
@@ -73,8 +76,10 @@ def attention_backward(dout, cache):
     q, k, v, weights = cache
     _checks.dout(dout, (q.shape[0], q.shape[1], v.shape[2]))
     scale = 1.0 / np.sqrt(q.shape[-1])
-    dweights = dout @ v.transpose(0, 2, 1)
-    dscores = weights * (dweights - (dweights * weights).sum(axis=-1, keepdims=True)) * scale
+    dscores = dout @ v.transpose(0, 2, 1)  # dP, turned into dS in place below
+    dscores -= np.einsum("nqk,nqk->nq", dscores, weights)[..., None]
+    dscores *= weights
+    dscores *= scale
     return dscores @ k, dscores.transpose(0, 2, 1) @ q, weights.transpose(0, 2, 1) @ dout
 
 
