@@ -2,6 +2,7 @@
 
 import functools
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import TensorDataset
@@ -194,6 +195,12 @@ def test_make_loader_bad_arguments():
         make_loader(data, 2, True, sampler=sampler)
     with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
         make_loader(data, 0, True)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got True"):
+        make_loader(data, True, True)
+    with pytest.raises(ValueError, match="num_workers must be an integer >= 0, got -1"):
+        make_loader(data, 2, True, num_workers=-1)
+    # numpy integers (sizes computed with numpy) are integers too
+    assert make_loader(data, np.int64(2), False, num_workers=np.int64(0)).batch_size == 2
 
 
 # ---- augmentation -------------------------------------------------------------------------

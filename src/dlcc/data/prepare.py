@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
+from dlcc.scratch._checks import integer
+
 
 def _check_images(images: object) -> torch.Tensor:
     if not isinstance(images, torch.Tensor):
@@ -78,13 +80,11 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, *,
     gets the same draws again when :func:`dlcc.train.fit` resumes a run (persistent workers
     would carry their generators from epoch to epoch, where no checkpoint sees them).
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = integer("batch_size", batch_size)
     if sampler is not None and shuffle:
         raise ValueError("shuffle must be False when a sampler is given: the sampler decides "
                          "the order")
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise ValueError(f"num_workers must be an integer >= 0, got {num_workers!r}")
+    num_workers = integer("num_workers", num_workers, low=0)
     pin = device is not None and torch.device(device).type == "cuda"
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler,
                       num_workers=num_workers, pin_memory=pin,
