@@ -119,7 +119,7 @@ def test_demo_page_reads_as_markdown(build):
     assert f"[Epoch]({url}book/reference/glossary.html#term-Epoch)" in text
     assert f"[[LeCun *et al.*, 1989]({url}book/reference/reading-list.html#id7)]" in text
     assert "0.913" in text and "$\\mathbf{x} \\in \\mathbb{R}^n$" in text
-    assert "$$\n\\begin{aligned}a &= b_1 \\\\ c &= d\\end{aligned} \\tag{1}\n$$" in text
+    assert "$$\n\\begin{aligned}a &= b_1 \\\\ c &= d\n\\end{aligned} \\tag{1}\n$$" in text
     assert f"![a plot]({url}_images/plot.png)" in text and "out.png" not in text
     assert "**Fig. 1** A curve." in text
     assert "> **Exercise 1**\n>\n> What is 1 + 1?" in text

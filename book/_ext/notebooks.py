@@ -94,8 +94,6 @@ def built_pages(html: Path) -> list[str]:
     return sorted(p for p in pages if (html / f"{p}.html").is_file())
 
 
-# --- The page's HTML as Markdown -------------------------------------------------------------
-
 
 class Converter(MarkdownConverter):
     """markdownify, plus dropdowns as ``<details>`` (Jupyter and Colab render them)."""
@@ -132,14 +130,9 @@ def tex_macros(soup: BeautifulSoup) -> list[tuple[re.Pattern, Callable]]:
 def tex(node, macros) -> str:
     """A math node as Jupyter TeX: ``$...$`` inline, ``$$...$$`` (with its number) displayed."""
     number = node.find("span", class_="eqno")
-    if number:
-        number.extract()
-    source = node.get_text().strip()
-    source = re.sub(r"^\\[(\[]|\\[)\]]$", "", source).strip()
-    split = re.fullmatch(r"\\begin\{split\}(.*)\\end\{split\}", source, flags=re.S)
-    if split:  # Sphinx's wrapper for multi-line math; Jupyter's MathJax wants an environment
-        body = split[1].strip()
-        source = body if body.startswith("\\begin") else f"\\begin{{aligned}}{body}\\end{{aligned}}"
+    source = node.get_text().strip().removeprefix(number.get_text() if number else "")
+    # Sphinx wraps multi-line math in {split}, which Jupyter and Colab want inside $$ as {aligned}
+    source = re.sub(r"^\\[(\[]|\\[)\]]$", "", source).strip().replace("{split}", "{aligned}")
     for pattern, replace in macros:
         source = pattern.sub(replace, source)
     if node.name == "span":
@@ -151,10 +144,7 @@ def tex(node, macros) -> str:
 def page_markdown(path: Path, url: str) -> tuple[str, list[str]]:
     """The page's title, and its Markdown split at its code cells (one more chunk than cells)."""
     soup = BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser")
-    article = soup.select_one("article.bd-article")
-    if article is None:
-        raise ValueError(f"{path}: expected a Jupyter Book page (article.bd-article), found none")
-    macros = tex_macros(soup)
+    article, macros = soup.select_one("article.bd-article"), tex_macros(soup)
     for junk in article.select("a.headerlink, script, style, input, button"):
         junk.decompose()
     for cell in article.select("div.cell"):
@@ -178,10 +168,8 @@ def page_markdown(path: Path, url: str) -> tuple[str, list[str]]:
         label.string = label.get_text(" ", strip=True)
         label.string.wrap(soup.new_tag("strong"))
     for box in article.select("div.admonition"):
-        title = box.find(class_="admonition-title")
-        heading = " ".join(title.get_text(" ").split()) if title else ""
-        if title:
-            title.decompose()
+        title = box.find(class_="admonition-title") or soup.new_tag("p")
+        heading = " ".join(title.extract().get_text(" ").split())
         folded = "dropdown" in box.get("class", [])  # as the page shows it
         box.name, box.attrs = ("details" if folded else "blockquote"), {}
         box.insert(0, soup.new_tag("summary" if folded else "strong", string=heading))
@@ -192,8 +180,6 @@ def page_markdown(path: Path, url: str) -> tuple[str, list[str]]:
     chunks = re.split(rf"^\s*{CELL}\s*$", text, flags=re.M)
     return title, [re.sub(r"\n{3,}", "\n\n", c).strip() for c in chunks]
 
-
-# --- The notebook ----------------------------------------------------------------------------
 
 
 def tags(cell) -> list[str]:
