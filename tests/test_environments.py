@@ -26,9 +26,11 @@ from packaging.version import Version
 from test_setup_guides import pins
 
 ROOT = Path(__file__).resolve().parents[1]
-# The library's unit tests: the numpy half, models, metrics, data, the trainer.
-UNIT_TESTS = ["tests/scratch", "tests/test_models.py", "tests/test_metrics.py",
-              "tests/test_data.py", "tests/test_train.py"]
+# The library's unit tests: the numpy half, models, metrics, data, the trainer (new test files
+# of these parts are picked up by their names).
+UNIT_TESTS = ["tests/scratch"] + sorted(
+    str(path.relative_to(ROOT)) for part in ("models", "metrics", "data", "train")
+    for path in (ROOT / "tests").glob(f"test_{part}*.py"))
 # What the test run itself needs besides the library's dependencies (versions as pinned).
 TEST_TOOLS = ["pytest", "filelock", "threadpoolctl"]
 PY313_NEEDS = ["numpy", "scipy", "matplotlib", "scikit-learn", "mlxtend", "jupytext", "nbformat",
