@@ -173,14 +173,26 @@ def run_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def start_builds(request, run_dir):
     """At the first test of each worker: start the builds that the selected tests need. At the
-    end, wait for the builds this worker started (or stop them if the run was interrupted)."""
+    end, wait for the builds this worker started (another worker may still need them), or stop
+    them if the run was cut short."""
     for name in dict.fromkeys(n for item in request.session.items for n in needs(item)):
         start(run_dir, name)
     yield
+    if request.session.shouldstop or request.session.shouldfail:
+        stop_builds()
     for process in _started.values():
-        if request.session.shouldstop or request.session.shouldfail:
-            os.killpg(process.pid, signal.SIGTERM)
         process.wait()
+
+
+def stop_builds() -> None:
+    """Stop the builds this process started (each is the leader of its own process group)."""
+    for process in _started.values():
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+
+
+def pytest_keyboard_interrupt() -> None:
+    stop_builds()
 
 
 @pytest.fixture(scope="session")
