@@ -3,7 +3,7 @@
 Times one training epoch of ``fit`` (a fresh call with ``epochs=1``, so its set-up is counted
 too) against the minimal PyTorch loop (forward, loss, zero_grad, backward, step) on the same
 model, data and loader, alternating the two for several rounds and printing medians and the
-overhead ratio (target: at most 5 %). On a CPU the clock is the process's CPU time, which
+overhead ratio (target: at most 3 %). On a CPU the clock is the process's CPU time, which
 other processes on a shared machine barely disturb (one torch thread, loader in-process); on
 a GPU it is wall time. Two workloads: SmallCNN on the offline MNIST set (the
 course's typical CPU run) and a tiny MLP on 8x8 digits, where each step is so short that the
@@ -77,7 +77,7 @@ def overhead(name, model, dataset, batch_size, rounds, device) -> None:
           f"({(trainer - hand) / steps * 1e6:+.0f} us/step)")
     print(f"  overhead fit/hand - 1: median {100 * (statistics.median(ratios) - 1):+.1f} % "
           f"(rounds from {100 * (ratios[0] - 1):+.1f} to {100 * (ratios[-1] - 1):+.1f} %; "
-          f"target <= +5 %)\n")
+          f"target <= +3 %)\n")
 
 
 def amp_speed(rounds, device) -> None:

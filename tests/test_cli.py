@@ -65,7 +65,9 @@ def test_every_optimizer_and_scheduler(tmp_path, optimizer, scheduler):
 
 
 BAD = {
-    "unknown model": (["train", "--model", "transformer"], "unknown model 'transformer'"),
+    "unknown model": (["train", "--model", "transformer"],
+                      "argument --model: invalid choice: 'transformer' (choose from 'mlp',"),
+    "unknown amp": (["train", "--amp", "fp8"], "argument --amp: invalid choice: 'fp8'"),
     "negative epochs": (["train", "--epochs", "-3"], "--epochs: must be >= 1, got -3"),
     "zero lr": (["train", "--lr", "0"], "--lr: must be > 0"),
     "unknown data": (["train", "--data", "imagenet"], "invalid choice: 'imagenet'"),
@@ -109,9 +111,33 @@ def test_help_lists_every_option(command, capsys):
         assert all(name in text for name in MODELS)
 
 
-def test_doctor_still_works(capsys):
-    assert cli("doctor", "--seconds", 0) in (0, 1)
-    assert "device" in capsys.readouterr().out
+def test_doctor_is_ready_on_this_cpu_machine(capsys):
+    assert cli("doctor", "--seconds", 0) == 0
+    out = capsys.readouterr().out
+    assert "device      cpu" in out and out.rstrip().endswith("OK: ready for the course.")
+
+
+def test_doctor_gets_its_options_and_its_exit_code_is_passed_on(monkeypatch):
+    from dlcc import doctor
+
+    calls = []
+
+    def not_ready(**kwargs):
+        calls.append(kwargs)
+        return 1
+
+    monkeypatch.setattr(doctor, "main", not_ready)
+    assert cli("doctor", "--seconds", 0.5, "--gpu", "--network") == 1
+    assert calls == [{"seconds": 0.5, "expect_gpu": True, "network": True}]
+
+
+def test_model_and_amp_choices_come_from_the_library():
+    from dlcc.train.device import AMP_MODES
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    options = {action.dest: action for action in train._actions}
+    assert list(options["model"].choices) == list(MODELS)
+    assert list(options["amp"].choices) == list(AMP_MODES)
 
 
 def test_cells_data_is_a_segmentation_task():
@@ -133,3 +159,34 @@ def test_python_dash_m_dlcc_train_in_a_subprocess(tmp_path):
     assert proc.stdout.startswith("epoch 1/1") and "\r" not in proc.stdout + proc.stderr
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
     assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 2
+
+
+def torchrun(out, *extra, nproc=2):
+    """``torchrun --nproc_per_node 2 -m dlcc train ...`` on the CPU (gloo)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DLCC_PROGRESS": "epoch"}
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone",
+         f"--nproc_per_node={nproc}", "-m", "dlcc", "train", "--data", "digits", "--model",
+         "mlp", "--batch-size", "64", "--out", str(out), *extra],
+        capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_torchrun_trains_on_two_cpu_processes_and_resumes(tmp_path):
+    first = torchrun(tmp_path, "--epochs", "1", "--device", "cpu")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.stdout.count("epoch 1/1") == 1  # only rank 0 prints
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert (state["world_size"], state["config"]["processes"]) == (2, 2)
+    assert state["config"]["device"] == "cpu" and len(state["rng"]) == 2
+    again = torchrun(tmp_path, "--epochs", "2", "--resume")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "epoch 1/" not in again.stdout and again.stdout.count("epoch 2/2") == 1
+    assert [r["epoch"] for r in load_checkpoint(tmp_path / "last.pt")["history"]] == [1, 2]
+
+
+def test_torchrun_refuses_a_device_with_an_index(tmp_path):
+    done = torchrun(tmp_path, "--epochs", "1", "--device", "cuda:1")
+    assert done.returncode == 1  # torchrun's code when a process failed
+    assert ("python -m dlcc train: error: device 'cuda:1' names one GPU, but under torchrun "
+            "process k uses cuda:k") in done.stderr
+    assert "exitcode  : 2" in done.stderr  # the process's own code: bad input

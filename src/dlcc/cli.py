@@ -3,18 +3,17 @@
 ``train`` and ``evaluate`` are thin: they build a data set, a model from
 :data:`dlcc.models.MODELS` and an optimizer from the arguments, then call
 :func:`dlcc.train.fit` or :func:`dlcc.train.evaluate`. ``train`` runs unchanged under
-``torchrun`` (one process per GPU). torch is imported only inside the commands, so
-``doctor`` works, and says so, on a machine without PyTorch.
+``torchrun`` (one process per GPU). The model names and AMP modes come from the library
+(``MODELS``, :data:`dlcc.train.device.AMP_MODES`); without PyTorch the parser still builds,
+so ``doctor`` works, and says so.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 DATASETS = ("digits", "mnist-small", "cells", "mnist", "fashion-mnist", "cifar10")
-MODEL_NAMES = "mlp, lenet5, smallcnn, smallcnn-dw, resnet, unet"  # dlcc.models.MODELS
 CELLS = {"train": 512, "val": 64, "test": 128, "size": 64}  # synthetic_cells sizes
 
 
@@ -38,23 +37,35 @@ def _number(kind, low, inclusive=True):
     return parse
 
 
+def _library_choices() -> tuple[list[str] | None, list[str] | None]:
+    """The model names and AMP modes, or ``(None, None)`` where PyTorch is missing."""
+    try:
+        from dlcc.models import MODELS
+        from dlcc.train.device import AMP_MODES
+    except ImportError:  # train and evaluate then fail with the import error; doctor runs
+        return None, None
+    return list(MODELS), list(AMP_MODES)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from dlcc import doctor as doctor_module
+
+    models, amp_modes = _library_choices()
     parser = Parser(prog="python -m dlcc", description="Deep Learning Crash Course tools.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     doctor = commands.add_parser(
         "doctor", help="check Python, PyTorch and the GPU; print a matmul speed",
         description="Check this environment for the course and print what was found.",
     )
-    doctor.add_argument("--seconds", type=float, default=1.0,
-                        help="time spent measuring matmul speed (0 to skip; default 1)")
+    doctor_module.add_arguments(doctor)
 
     train = commands.add_parser(
         "train", help="train a model of the course on a data set",
         description="Train a model with dlcc.train.fit and write last.pt, best.pt, "
                     "metrics.csv, history.json and TensorBoard logs to --out. Runs on "
                     "several GPUs when launched with torchrun.")
-    train.add_argument("--model", default=None,
-                       help=f"one of: {MODEL_NAMES} (default: smallcnn; unet for cells)")
+    train.add_argument("--model", choices=models, default=None,
+                       help="model (default: smallcnn; unet for cells)")
     train.add_argument("--data", choices=DATASETS, default="digits",
                        help="data set (default: digits); mnist, fashion-mnist and cifar10 "
                             "are downloaded once into the data cache")
@@ -74,9 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
                                             "anneal to 0; onecycle: warm up then anneal "
                                             "(default: none)")
     train.add_argument("--device", default="auto",
-                       help="cpu, cuda, cuda:1, mps or auto (default: auto)")
-    train.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default="auto",
-                       help="mixed precision; auto is bf16 or fp16 on CUDA, off elsewhere")
+                       help="cpu, cuda, cuda:1, mps or auto (default: auto); under torchrun "
+                            "cpu, cuda or auto, and process k takes cuda:k")
+    train.add_argument("--amp", choices=amp_modes, default="auto",
+                       help="mixed precision; auto is bf16 (on GPUs with native bf16) or "
+                            "fp16 on CUDA, off elsewhere")
     train.add_argument("--out", default=None,
                        help="run directory (default: runs/DATA-MODEL)")
     train.add_argument("--resume", action="store_true",
@@ -97,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=_number(int, 1), default=256,
                           help="samples per batch (default: 256)")
     evaluate.add_argument("--device", default="auto", help="as for train (default: auto)")
+    evaluate.add_argument("--amp", choices=amp_modes, default="auto",
+                          help="mixed precision, as for train (default: auto)")
     return parser
 
 
@@ -179,38 +194,46 @@ def make_scheduler(args, optimizer, steps_per_epoch: int):
 
 def train_command(args) -> int:
     from dlcc.data import make_loader
-    from dlcc.train import distributed, fit, get_device, seed_everything
+    from dlcc.train import distributed, fit, seed_everything
 
-    if "RANK" in os.environ:  # launched by torchrun: each process takes its local GPU
-        device = distributed.init_distributed()
-    else:
-        device = get_device(args.device)
-    seed_everything(args.seed)
-    train, val, _, spec = load_data(args.data, args.seed)
-    name, model = build(args.model, spec)
-    out = args.out or f"runs/{args.data}-{name}"
-    sampler = distributed.distributed_sampler(train, shuffle=True, seed=args.seed)
-    train_loader = make_loader(train, args.batch_size, shuffle=sampler is None, device=device,
-                               num_workers=args.workers, seed=args.seed, sampler=sampler)
-    val_loader = make_loader(val, args.batch_size, shuffle=False, device=device,
-                             num_workers=args.workers,
-                             sampler=distributed.distributed_sampler(val, shuffle=False))
-    model = distributed.wrap_model(model, device)
-    optimizer = make_optimizer(args, model.parameters())
-    loss_fn, metrics = task_functions(spec["task"])
-    monitor = "val_dice" if spec["task"] == "segmentation" else "val_accuracy"
-    config = {**{k: v for k, v in vars(args).items() if k != "func"}, "model": name,
-              "out": out, **spec}
-    history = fit(model, train_loader, val_loader, loss_fn=loss_fn, optimizer=optimizer,
-                  epochs=args.epochs, scheduler=make_scheduler(args, optimizer,
-                                                               len(train_loader)),
-                  metrics=metrics, device=device, amp=args.amp, checkpoint_dir=out,
-                  resume=args.resume, monitor=monitor, config=config)
-    if distributed.is_main_process() and history.best is not None:
-        best = history.best
-        print(f"best epoch {best['epoch']}: {monitor} {best[monitor]:.4f}; "
-              f"checkpoints and logs in {out}")
-    distributed.cleanup()
+    # Under torchrun each process takes its own GPU; alone, --device as given.
+    device = distributed.init_distributed(args.device)
+    try:
+        rank = distributed.get_rank()
+        main = distributed.is_main_process()
+        seed_everything(args.seed + rank)  # own dropout per process; DDP sends rank 0's weights
+        if not main:
+            distributed.barrier()  # rank 0 downloads first, the others read its cache
+        train, val, _, spec = load_data(args.data, args.seed)
+        if main:
+            distributed.barrier()
+        name, model = build(args.model, spec)
+        out = args.out or f"runs/{args.data}-{name}"
+        sampler = distributed.distributed_sampler(train, shuffle=True, seed=args.seed)
+        train_loader = make_loader(train, args.batch_size, shuffle=sampler is None,
+                                   device=device, num_workers=args.workers, seed=args.seed,
+                                   sampler=sampler)
+        val_loader = make_loader(val, args.batch_size, shuffle=False, device=device,
+                                 num_workers=args.workers,
+                                 sampler=distributed.shard_sampler(val))
+        model = distributed.wrap_model(model, device)
+        optimizer = make_optimizer(args, model.parameters())
+        loss_fn, metrics = task_functions(spec["task"])
+        monitor = "val_dice" if spec["task"] == "segmentation" else "val_accuracy"
+        config = {**{k: v for k, v in vars(args).items() if k != "func"}, "model": name,
+                  "out": out, "device": str(device),
+                  "processes": distributed.get_world_size(), **spec}
+        history = fit(model, train_loader, val_loader, loss_fn=loss_fn, optimizer=optimizer,
+                      epochs=args.epochs,
+                      scheduler=make_scheduler(args, optimizer, len(train_loader)),
+                      metrics=metrics, device=device, amp=args.amp, checkpoint_dir=out,
+                      resume=args.resume, monitor=monitor, config=config)
+        if main and history.best is not None:
+            best = history.best
+            print(f"best epoch {best['epoch']}: {monitor} {best[monitor]:.4f}; "
+                  f"checkpoints and logs in {out}")
+    finally:
+        distributed.cleanup()
     return 0
 
 
@@ -232,7 +255,7 @@ def evaluate_command(args) -> int:
     dataset = splits[("train", "val", "test").index(args.split)]
     loss_fn, metrics = task_functions(spec["task"])
     result = evaluate(model, make_loader(dataset, args.batch_size, shuffle=False, device=device),
-                      loss_fn=loss_fn, metrics=metrics, device=device)
+                      loss_fn=loss_fn, metrics=metrics, device=device, amp=args.amp)
     print(f"checkpoint  {args.checkpoint} ({config['model']}, epoch {state['epoch']})")
     print(f"data        {data_name}, {args.split} split ({len(dataset):,} images)")
     for key, value in result.items():
@@ -255,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "doctor":
         from dlcc import doctor
 
-        return doctor.main(seconds=args.seconds)
+        return doctor.main(seconds=args.seconds, expect_gpu=args.gpu, network=args.network)
     command = {"train": train_command, "evaluate": evaluate_command}[args.command]
     try:
         return command(args)

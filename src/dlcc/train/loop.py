@@ -76,7 +76,7 @@ class _Totals:
             with torch.no_grad():
                 outputs = outputs.float()
                 values = [fn(outputs, targets) for fn in self.metrics.values()]
-        self.queue.append((loss.detach(), len(targets), values))
+        self.queue.append((loss.detach(), targets.shape[0], values))
 
     def check(self) -> tuple[int, float] | None:
         """Fold the queue into the sums; ``(batch, loss)`` if the run diverged there."""
@@ -98,7 +98,7 @@ class _Totals:
             return None
         flags = torch.cat([bad.double(), losses[-1:].nan_to_num(posinf=0.0, neginf=0.0)])
         *flags, last = all_reduce_sum(flags).tolist()  # the one synchronisation
-        self.last_loss = last / get_world_size()
+        self.last_loss = last / get_world_size()  # the mean over processes, for the bar
         for i, flag in enumerate(flags):
             self.run = self.run + 1 if flag else 0
             if self.run >= (FP16_SKIP_LIMIT if self.fp16 else 1):
