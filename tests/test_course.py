@@ -127,6 +127,7 @@ def _set(path, value):
     return mutate
 
 
+WEEK_OFF = next(i for i, row in enumerate(raw()["schedule"]) if row["lecture"] == "none")
 BROKEN = {
     # the form (the schema)
     "missing offering start": (_delete(["offering", "start"]),
@@ -153,8 +154,8 @@ BROKEN = {
     "minutes as text": (_set(["meetings", "lecture", "minutes"], "ninety"),
                         "meetings.lecture.minutes: 'ninety' is not of type 'integer'"),
     "part 3": (_set(["lectures", 0, "part"], 3), "lectures[0].part: 3 is not one of [1, 2]"),
-    "week off without a note": (_delete(["schedule", 9, "note"]),
-                                "schedule[9]: 'note' is a required property"),
+    "week off without a note": (_delete(["schedule", WEEK_OFF, "note"]),
+                                f"schedule[{WEEK_OFF}]: 'note' is a required property"),
     # the rules between fields
     "lecture on the wrong day": (_set(["schedule", 0, "date"], "2026-09-10"),
                                  "schedule[0].date: 2026-09-10 is a Thursday, not a Wednesday"),
