@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from dlcc import metrics
 from dlcc.checks import a3
 
 # --- reference solutions ---------------------------------------------------------------------
@@ -126,9 +127,9 @@ def make_unet(cat=True, sigmoid=False):
     return UNet
 
 
-def dice(probs, masks, eps=1e-6):
-    n = len(probs)
-    p, t = (probs > 0.5).float().reshape(n, -1), masks.float().reshape(n, -1)
+def dice(logits, masks, eps=1e-6):
+    n = len(logits)
+    p, t = (logits > 0).float().reshape(n, -1), masks.float().reshape(n, -1)
     return ((2 * (p * t).sum(1) + eps) / (p.sum(1) + t.sum(1) + eps)).mean().item()
 
 
@@ -223,34 +224,38 @@ def eval_percent(model, loader):
     return 100 * evaluate(model, loader)
 
 
-def dice_soft(probs, masks):
-    n = len(probs)
-    p, t = probs.reshape(n, -1), masks.reshape(n, -1)
+def dice_soft(logits, masks):
+    n = len(logits)
+    p, t = torch.sigmoid(logits).reshape(n, -1), masks.reshape(n, -1)
     return (2 * (p * t).sum(1) / (p.sum(1) + t.sum(1))).mean().item()
 
 
-def dice_batch(probs, masks):
-    p = (probs > 0.5).float()
+def dice_logits_at_half(logits, masks):
+    return dice(logits - 0.5, masks)
+
+
+def dice_batch(logits, masks):
+    p = (logits > 0).float()
     return (2 * (p * masks).sum() / (p.sum() + masks.sum())).item()
 
 
-def dice_no_eps(probs, masks):
-    n = len(probs)
-    p, t = (probs > 0.5).float().reshape(n, -1), masks.reshape(n, -1)
+def dice_no_eps(logits, masks):
+    n = len(logits)
+    p, t = (logits > 0).float().reshape(n, -1), masks.reshape(n, -1)
     return (2 * (p * t).sum(1) / (p.sum(1) + t.sum(1))).mean().item()
 
 
-def dice_iou(probs, masks):
-    n = len(probs)
-    p, t = (probs > 0.5).float().reshape(n, -1), masks.reshape(n, -1)
+def dice_iou(logits, masks):
+    n = len(logits)
+    p, t = (logits > 0).float().reshape(n, -1), masks.reshape(n, -1)
     inter = (p * t).sum(1)
     return (inter / (p.sum(1) + t.sum(1) - inter)).mean().item()
 
 
-def dice_in_place(probs, masks):
-    probs[probs > 0.5] = 1
-    probs[probs <= 0.5] = 0
-    return dice(probs, masks)
+def dice_in_place(logits, masks):
+    logits[logits > 0] = 1
+    logits[logits <= 0] = 0
+    return dice(logits, masks)
 
 
 MISTAKES = [
@@ -283,7 +288,8 @@ MISTAKES = [
     (a3.check_dice, dice_batch, "over the whole batch"),
     (a3.check_dice, dice_iou, "that is the IoU"),
     (a3.check_dice, dice_no_eps, "gives NaN (0 / 0)"),
-    (a3.check_dice, dice_in_place, "changed probs in place"),
+    (a3.check_dice, dice_in_place, "changed logits in place"),
+    (a3.check_dice, dice_logits_at_half, "thresholded at 0.5"),
     (a3.check_dice, lambda p, t: 1 - dice(p, t), "the Dice loss"),
 ]
 
@@ -298,3 +304,8 @@ def test_mistake_is_named(check, fn, phrase):
     result = check(fn, quiet=True)
     assert not result.passed
     assert phrase in "\n".join(result.messages + result.notes), "\n".join(result.messages)
+
+
+def test_dice_reference_is_the_library_function():
+    """One contract: the library's dice itself passes the check."""
+    assert a3.check_dice(metrics.dice, quiet=True).passed

@@ -8,7 +8,7 @@ What the assignment asks for, and what each check gives it::
     MyDepthwiseCNN(in_channels=3, num_classes=10)              check_depthwise_cnn
     MyPreActBlock(c_in, c_out, stride=1)                       check_preact_block
     MyUNet(in_channels=1, out_channels=1)                      check_unet
-    dice(probs, masks) -> float                                check_dice
+    dice(logits, masks) -> float                               check_dice
 
 The architecture checks (in ``_a3_models``) compare with :mod:`dlcc.models`, the course's
 reference networks, by shapes, parameter counts and initialisation statistics, never by
@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from .. import metrics
 from ._a3_models import (
     check_depthwise_cnn,
     check_preact_block,
@@ -206,24 +207,29 @@ def check_evaluate(report: Report, evaluate) -> None:
 # --- Dice -----------------------------------------------------------------------------------------
 
 def _dice_case(empty: bool):
+    """Logits (4, 1, 8, 8) that are mostly right, with errors both ways, and true masks."""
     g = torch.Generator().manual_seed(5 if empty else 4)
     masks = (torch.rand(4, 1, 8, 8, generator=g) > 0.6).float()
     noise = torch.rand(4, 1, 8, 8, generator=g)
-    probs = 0.35 + 0.3 * masks + 0.4 * (noise - 0.5)  # mostly right, errors both ways
+    probs = 0.35 + 0.3 * masks + 0.4 * (noise - 0.5)
     if empty:
         masks[1] = 0
-        probs[1] = 0.3 * noise[1]
-    return probs, masks
+        probs[1] = 0.01 + 0.29 * noise[1]
+    return torch.logit(probs), masks
 
 
-def _dice_variants(probs: torch.Tensor, masks: torch.Tensor) -> dict[str, float]:
-    n = len(probs)
-    p, t = (probs > 0.5).float().reshape(n, -1), masks.reshape(n, -1)
-    soft = probs.reshape(n, -1)
+def _dice_variants(logits: torch.Tensor, masks: torch.Tensor) -> dict[str, float]:
+    """The right score (the library's :func:`dlcc.metrics.dice`) and realistic wrong ones."""
+    n = len(logits)
+    p, t = (logits > 0).float().reshape(n, -1), masks.reshape(n, -1)
+    soft = torch.sigmoid(logits).reshape(n, -1)
+    raw = (logits > 0.5).float().reshape(n, -1)
     inter, total = (p * t).sum(1), p.sum(1) + t.sum(1)
     return {
-        "right": ((2 * inter + 1e-6) / (total + 1e-6)).mean().item(),
+        "right": metrics.dice(logits, masks),
         "soft": (2 * (soft * t).sum(1) / (soft.sum(1) + t.sum(1))).mean().item(),
+        "logits at 0.5": ((2 * (raw * t).sum(1) + 1e-6)
+                          / (raw.sum(1) + t.sum(1) + 1e-6)).mean().item(),
         "batch": (2 * inter.sum() / total.sum()).item(),
         "iou": (inter / (total - inter)).mean().item(),
         "no 2": (inter / total).mean().item(),
@@ -233,14 +239,18 @@ def _dice_variants(probs: torch.Tensor, masks: torch.Tensor) -> dict[str, float]
 
 @student_check()
 def check_dice(report: Report, dice) -> None:
-    """Check ``dice(probs, masks) -> float``: the mean over images of 2|P n T| / (|P| + |T|),
-    with P = probs > 0.5; an image whose masks are both empty scores 1."""
-    probs, masks = _dice_case(empty=False)
-    kept = probs.clone()
-    variants = _dice_variants(probs, masks)
+    """Check ``dice(logits, masks) -> float``, the contract of :func:`dlcc.metrics.dice`: the
+    mean over images of 2|P n T| / (|P| + |T|), with P where sigmoid(logits) > 0.5 (the logit
+    is positive); an image whose masks are both empty scores 1."""
+    logits, masks = _dice_case(empty=False)
+    kept = logits.clone()
+    variants = _dice_variants(logits, masks)
     messages = {
-        "soft": "no threshold: Dice compares binary masks, so threshold the probabilities at "
-                "0.5 first (the soft version is for the Dice loss)",
+        "soft": "no threshold: Dice compares binary masks, so predict foreground where "
+                "sigmoid(logits) > 0.5, that is logits > 0 (the soft version is for the Dice "
+                "loss)",
+        "logits at 0.5": "the logits were thresholded at 0.5: 0.5 is the threshold for "
+                         "probabilities, sigmoid(logits) > 0.5, which is logits > 0",
         "batch": "Dice was computed over the whole batch at once: compute it per image, then "
                  "average the images' scores",
         "iou": "that is the IoU |P n T| / |P u T|; Dice is 2|P n T| / (|P| + |T|)",
@@ -248,14 +258,14 @@ def check_dice(report: Report, dice) -> None:
                 "score 1)",
         "sum": "the scores of the 4 images are summed: return their mean",
     }
-    got = report.run("dice", dice, probs, masks)
+    got = report.run("dice", dice, logits, masks)
     if isinstance(got, torch.Tensor) and got.numel() == 1:
         got = got.item()
     if not isinstance(got, (float, int)) or isinstance(got, bool):
         report.fail(f"dice returned {type(got).__name__}; return one number, the mean Dice")
         return
-    if not torch.equal(probs, kept):
-        report.fail("dice changed probs in place (e.g. probs[probs > 0.5] = 1): threshold "
+    if not torch.equal(logits, kept):
+        report.fail("dice changed logits in place (e.g. logits[logits > 0] = 1): threshold "
                     "into a new tensor")
     if math.isclose(got, variants["right"], abs_tol=1e-5):
         report.ok(f"mean Dice over 4 images: {got:.4f}")
@@ -268,9 +278,9 @@ def check_dice(report: Report, dice) -> None:
                 break
         else:
             report.fail(f"dice returned {got:.5g}, expected {variants['right']:.5g}")
-    probs, masks = _dice_case(empty=True)
-    expected = _dice_variants(probs, masks)["right"]
-    got = report.run("with an image whose masks are both empty, dice", dice, probs, masks)
+    logits, masks = _dice_case(empty=True)
+    expected = _dice_variants(logits, masks)["right"]
+    got = report.run("with an image whose masks are both empty, dice", dice, logits, masks)
     value = got.item() if isinstance(got, torch.Tensor) and got.numel() == 1 else got
     if not isinstance(value, (float, int)) or isinstance(value, bool):
         report.fail(f"with an image whose masks are both empty, dice returned "
