@@ -37,6 +37,7 @@ BUILD_TIMEOUT = 3600
 # jupyter-cache keys only on code cells, so the local cache is keyed on these as well.
 CACHE_KEY_INPUTS = ("src", "book/_ext", "requirements.txt", "pyproject.toml")
 
+
 @dataclass
 class Build:
     returncode: int
