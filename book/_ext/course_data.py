@@ -102,11 +102,11 @@ VALIDATOR = jsonschema.Draft202012Validator(
 
 def schema_problems(raw: Any) -> list[str]:
     """Each way ``raw`` departs from :data:`SCHEMA`, as 'field.path: what'."""
+    hints = {"format": " (write dates as YYYY-MM-DD)", "pattern": " (expected some text)"}
     problems = []
     for error in VALIDATOR.iter_errors(raw):
         where = error.json_path.removeprefix("$").removeprefix(".") or "(file)"
-        hint = " (write dates as YYYY-MM-DD)" if error.validator == "format" else ""
-        problems.append(f"{where}: {error.message}{hint}")
+        problems.append(f"{where}: {error.message}{hints.get(error.validator, '')}")
     return problems
 
 
