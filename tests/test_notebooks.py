@@ -31,8 +31,9 @@ import notebooks  # noqa: E402
 SITE = notebooks.read_site(ROOT, commit="0123456789abcdef0123456789abcdef01234567")
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 PLACEHOLDER = "computed on the website"
-# A MyST directive fence or role left as source: ```{name}, :::{name}, {name}`...`
-UNRENDERED = re.compile(r"(`{3,}|:{3,})\{[\w:-]+\}|\{[a-z]+(:[a-z]+)?\}`")
+# A MyST directive fence or role left as source: ```{name}, :::{name}, {name}`text`
+# (a page may still name a directive in code, as in "`{solution}` blocks")
+UNRENDERED = re.compile(r"(`{3,}|:{3,})\{[\w:-]+\}|\{[a-z]+(:[a-z]+)?\}`[^`\s][^`]*`")
 LINK = re.compile(r"\]\((\S+?)(?:\s+\"[^\"]*\")?\)|(?:href|src)=\"([^\"]+)\"")
 
 
