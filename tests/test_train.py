@@ -2,6 +2,7 @@
 
 import json
 import random
+import sys
 
 import numpy as np
 import pytest
@@ -308,3 +309,29 @@ def test_fit_accepts_a_loader_of_unknown_length(capsys):
                   optimizer=torch.optim.SGD(model.parameters(), lr=0.1), epochs=2,
                   progress="bar")
     assert len(history) == 2 and "epoch 2/2" in capsys.readouterr().err
+
+
+def test_losses_reach_the_host_once_per_check_not_once_per_step(monkeypatch):
+    """On a GPU every .item() or .tolist() waits for the GPU; fit batches them."""
+    from dlcc.train.loop import CHECK_EVERY
+
+    x, y = blobs(n=4 * CHECK_EVERY)
+    loader = DataLoader(TensorDataset(x, y), batch_size=2)  # 2 * CHECK_EVERY steps an epoch
+    model = nn.Linear(8, 3)
+    syncs = []
+
+    def counted(name):
+        real = getattr(torch.Tensor, name)
+
+        def call(self, *args):
+            if sys._getframe(1).f_globals["__name__"].startswith("dlcc."):  # not the loader
+                syncs.append(name)
+            return real(self, *args)
+        return call
+
+    for name in ("item", "tolist", "__float__"):
+        monkeypatch.setattr(torch.Tensor, name, counted(name))
+    fit(model, loader, loss_fn=F.cross_entropy, epochs=2, progress="off",
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    # Per epoch: two checks of CHECK_EVERY losses and one for the means, 400 steps in all.
+    assert syncs == ["tolist"] * 6

@@ -64,11 +64,11 @@ class _Totals:
     row, and skipped steps are left out of the means.
     """
 
-    def __init__(self, metrics: dict[str, Metric], device, watch=False, fp16=False):
+    def __init__(self, metrics: dict[str, Metric], device, watch=False, fp16=False, run=0):
         self.metrics, self.device, self.watch, self.fp16 = metrics, device, watch, fp16
         self.queue: list = []
         self.sums = torch.zeros(2 + len(metrics), dtype=torch.float64, device=device)
-        self.batches, self.run, self.last_loss = 0, 0, math.nan
+        self.batches, self.run, self.last_loss = 0, run, math.nan  # run: non-finite in a row
 
     def add(self, loss: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
         values = ()
@@ -281,14 +281,16 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn, optimizer, 
 
     report = Progress(progress, epochs, enabled=main)
     log = RunLog((log_dir or checkpoint_dir) if main else None, len(history))
+    start = len(history) + 1
     try:
-        for epoch in range(len(history) + 1, epochs + 1):
+        for epoch in range(start, epochs + 1):
             if early_stopping is not None and history.epochs_since_best() >= early_stopping:
                 break
             _set_epoch(train_loader, epoch)
             model.train()
             started = time.perf_counter()
-            totals = _Totals(metrics, device, watch=True, fp16=scaler.is_enabled())
+            totals = _Totals(metrics, device, watch=True, fp16=scaler.is_enabled(),
+                             run=totals.run if epoch > start else 0)
             report.start_epoch(epoch, steps_per_epoch)
             for x, y in train_loader:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -365,7 +367,7 @@ def _stop_if_diverged(totals: _Totals, epoch: int, step: int, history: History,
     where = f"step {step - totals.batches + batch} (batch {batch} of the epoch)"
     what = f"loss is {value}" if not math.isfinite(value) else "another rank's loss is not finite"
     if totals.fp16:
-        what += f", the last of {FP16_SKIP_LIMIT} float16 steps in a row that overflowed"
+        where += f", the last of {FP16_SKIP_LIMIT} float16 steps in a row that overflowed"
     kept = f"; {checkpoint_dir / 'last.pt'} still holds epoch {epoch - 1}" if (
         checkpoint_dir is not None and epoch > 1) else ""
     raise NonFiniteLossError(f"{what} at epoch {epoch}, {where}; training stopped{kept}", history)
