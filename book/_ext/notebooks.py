@@ -257,9 +257,8 @@ def export(page: str, site: Site, *, html: Path | None = None, root: Path = ROOT
                          f"got {page!r} ({executed_path} does not exist)")
     executed = nbformat.read(executed_path, as_version=4)
     title, chunks = page_markdown(html / f"{page}.html", site.page_url(page))
-    # A solution the page removed (a student build) leaves the notebook too.
-    code = [c for c in executed.cells if c.cell_type == "code" and not (
-        SOLUTION_TAG in tags(c) and (hide_solutions or REMOVED in tags(c)))]
+    code = [c for c in executed.cells if c.cell_type == "code"
+            and not (hide_solutions and SOLUTION_TAG in tags(c))]
     shown = [c for c in code if REMOVED not in tags(c)]
     if len(shown) != len(chunks) - 1:
         raise ValueError(f"{page}: the page shows {len(chunks) - 1} code cells but the executed "
