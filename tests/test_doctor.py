@@ -227,11 +227,11 @@ def test_negative_seconds_is_refused():
         doctor.check(seconds=-1)
 
 
-def test_module_command_line_flags():
-    """``python -m dlcc.doctor --gpu`` fails exactly where torch cannot compute on a GPU."""
-    proc = subprocess.run([sys.executable, "-m", "dlcc.doctor", "--seconds", "0", "--gpu"],
+def test_command_line_flags():
+    """``python -m dlcc doctor --gpu`` fails exactly where torch cannot compute on a GPU."""
+    proc = subprocess.run([sys.executable, "-m", "dlcc", "doctor", "--seconds", "0", "--gpu"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == (0 if torch.cuda.is_available() else 1), proc.stdout + proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "dlcc.doctor", "--seconds", "-1"],
+    proc = subprocess.run([sys.executable, "-m", "dlcc", "doctor", "--seconds", "-1"],
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1 and "--seconds must be >= 0, got -1" in proc.stderr
+    assert proc.returncode == 2 and "--seconds: must be >= 0" in proc.stderr, proc.stderr

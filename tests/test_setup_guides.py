@@ -9,7 +9,6 @@ verify step.
 
 from __future__ import annotations
 
-import argparse
 import configparser
 import json
 import os
@@ -362,27 +361,9 @@ def dlcc_commands() -> list[tuple[str, list[str]]]:
     return found
 
 
-def doctor_commands() -> list[tuple[str, list[str]]]:
-    """Every ``python -m dlcc.doctor ...`` command (and its bare options) in the guides."""
-    found = []
-    for page in GUIDES + ("check",):
-        text = read(page).replace("\\\n", " ")
-        for match in re.finditer(PYTHON + r" -m dlcc\.doctor((?: --?[\w-]+(?: [\d.]+)?)*)", text):
-            found.append((page, shlex.split(match[1])))
-    return found
-
-
-def test_every_doctor_command_in_the_guides_parses():
-    commands = doctor_commands()
-    assert {"--gpu"} <= {a for _, argv in commands for a in argv}
-    assert {"--network"} <= {a for _, argv in commands for a in argv}
-    parser = doctor.add_arguments(argparse.ArgumentParser())
-    for page, argv in commands:
-        try:
-            parser.parse_args(argv)
-        except SystemExit as exc:
-            raise AssertionError(f"{page}: `python -m dlcc.doctor {' '.join(argv)}` "
-                                 "does not parse") from exc
+def test_doctor_options_in_the_guides():
+    options = {a for _, argv in dlcc_commands() if argv[0] == "doctor" for a in argv}
+    assert {"--gpu", "--network"} <= options
 
 
 @pytest.mark.parametrize("page", ["linux-gpu-server", "ubuntu-gpu"])
@@ -390,7 +371,7 @@ def test_gpu_verify_step_runs_as_shown(page):
     """The GPU guides' verify command, run here as the reader types it: it must fail here,
     where PyTorch has no GPU, and say why (on a reader's GPU machine it passes)."""
     (line,) = snippet(page, "verify-gpu").lines
-    assert line == "python -m dlcc.doctor --gpu"
+    assert line == "python -m dlcc doctor --gpu"
     proc = subprocess.run(shlex.split(line.replace("python", sys.executable, 1)) +
                           ["--seconds", "0"], capture_output=True, text=True, timeout=120)
     import torch

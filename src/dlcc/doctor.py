@@ -1,8 +1,8 @@
 """Check a Python environment for the course: versions, the compute device, a matmul speed.
 
-Used by the "Check your setup" page and by ``python -m dlcc doctor`` on a server. Run as
-``python -m dlcc.doctor --gpu`` it also fails where no usable GPU is found (the server guides
-use that), and ``--network`` tries the data-download path (certificates, proxy).
+Used by the "Check your setup" page and by ``python -m dlcc doctor`` on a server. With
+``--gpu`` it also fails where no usable GPU is found (the GPU guides use that), and
+``--network`` tries the data-download path (certificates, proxy).
 """
 
 from __future__ import annotations
@@ -303,9 +303,16 @@ def format_report(report: Report) -> str:
     return "\n".join(lines)
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0 skips the matmul), got {text}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The doctor's options, for ``python -m dlcc.doctor`` (and ``python -m dlcc doctor``)."""
-    parser.add_argument("--seconds", type=float, default=1.0,
+    """The doctor's options, for ``python -m dlcc doctor``."""
+    parser.add_argument("--seconds", type=_seconds, default=1.0,
                         help="time spent measuring matmul speed (0 to skip; default 1)")
     parser.add_argument("--gpu", action="store_true",
                         help="fail unless PyTorch can compute on an NVIDIA GPU here")
@@ -320,12 +327,3 @@ def main(seconds: float = 1.0, expect_gpu: bool = False, network: bool = False) 
     sys.stdout.flush()
     return 0 if report.ok else 1
 
-
-if __name__ == "__main__":
-    args = add_arguments(argparse.ArgumentParser(
-        prog="python -m dlcc.doctor",
-        description="Check this environment for the course and print what was found.",
-    )).parse_args()
-    if args.seconds < 0:
-        sys.exit(f"python -m dlcc.doctor: --seconds must be >= 0, got {args.seconds}")
-    sys.exit(main(args.seconds, expect_gpu=args.gpu, network=args.network))
