@@ -210,14 +210,10 @@ def install_cell(site: Site) -> nbformat.NotebookNode:
 
 def code_cell(cell) -> nbformat.NotebookNode:
     """The executed cell, less glue's invisible records (Jupyter has no renderer for them)."""
-    outputs = []
     for output in cell.outputs:
-        data = output.get("data")
-        if data is not None:
-            output.data = {k: v for k, v in data.items() if "papermill" not in k}
-            if not output.data:
-                continue
-        outputs.append(output)
+        if "data" in output:
+            output.data = {k: v for k, v in output.data.items() if "papermill" not in k}
+    outputs = [output for output in cell.outputs if output.get("data", True)]
     if {"hide-input", "remove-input"} & set(tags(cell)):  # folded, as on the page
         cell.metadata.setdefault("jupyter", {})["source_hidden"] = True
     return nbformat.v4.new_code_cell(cell.source, metadata=cell.metadata, outputs=outputs,
