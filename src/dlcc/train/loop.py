@@ -262,6 +262,7 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn, optimizer, 
         scheduler_step is None and isinstance(scheduler, (OneCycleLR, CyclicLR)))
     device = get_device(device)
     dtype = resolve_amp(amp, device)
+    cast = autocast(device, dtype)  # one context, entered every step
     model.to(device)
     # A disabled scaler passes every call straight through, so one code path serves all dtypes.
     scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
@@ -281,20 +282,20 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn, optimizer, 
 
     report = Progress(progress, epochs, enabled=main)
     log = RunLog((log_dir or checkpoint_dir) if main else None, len(history))
-    start = len(history) + 1
+    totals = None  # a float16 overflow count carries over from one epoch to the next
     try:
-        for epoch in range(start, epochs + 1):
+        for epoch in range(len(history) + 1, epochs + 1):
             if early_stopping is not None and history.epochs_since_best() >= early_stopping:
                 break
             _set_epoch(train_loader, epoch)
             model.train()
             started = time.perf_counter()
             totals = _Totals(metrics, device, watch=True, fp16=scaler.is_enabled(),
-                             run=totals.run if epoch > start else 0)
+                             run=totals.run if totals is not None else 0)
             report.start_epoch(epoch, steps_per_epoch)
             for x, y in train_loader:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                with autocast(device, dtype):
+                with cast:
                     outputs = model(x)
                     loss = loss_fn(outputs, y)
                 optimizer.zero_grad(set_to_none=True)
