@@ -21,7 +21,7 @@ import os
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DistributedSampler, Sampler
+from torch.utils.data import DistributedSampler
 
 from dlcc.train.device import get_device
 
@@ -138,19 +138,6 @@ def distributed_sampler(dataset, *, shuffle: bool = True, seed: int = 0):
     return DistributedSampler(dataset, shuffle=shuffle, seed=seed)
 
 
-class ShardSampler(Sampler):
-    """Every ``world_size``-th index from ``rank`` on, in order and without repeats."""
-
-    def __init__(self, dataset, rank: int, world_size: int):
-        self.indices = range(rank, len(dataset), world_size)
-
-    def __iter__(self):
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-
 def shard_sampler(dataset):
     """An evaluation sampler: this process's share of ``dataset``, ``None`` when alone.
 
@@ -160,7 +147,7 @@ def shard_sampler(dataset):
     """
     if not is_distributed():
         return None
-    return ShardSampler(dataset, get_rank(), get_world_size())
+    return range(get_rank(), len(dataset), get_world_size())  # a range serves as a sampler
 
 
 def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
