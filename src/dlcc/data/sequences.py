@@ -15,9 +15,12 @@ Everything is returned as numpy arrays; ``torch.from_numpy`` turns them into ten
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import numpy as np
 
@@ -267,7 +270,24 @@ def group_split(groups: np.ndarray, fractions=(0.7, 0.15, 0.15), seed: int = 0):
 # --- the book as a text corpus ----------------------------------------------------------------
 
 def _default_book_dir() -> Path:
-    return Path(__file__).resolve().parents[3] / "book"
+    """The book next to the library: in a checkout (editable install), or in the folder that
+    pip installed dlcc from (recorded in its ``direct_url.json``)."""
+    candidates = [Path(__file__).resolve().parents[3] / "book"]
+    try:
+        from importlib.metadata import distribution
+
+        origin = json.loads(distribution("dlcc").read_text("direct_url.json") or "{}")
+        if origin.get("url", "").startswith("file://"):
+            candidates.append(Path(url2pathname(urlparse(origin["url"]).path)) / "book")
+    except Exception:  # not installed by pip, or no record: only the checkout is left
+        pass
+    for candidate in candidates:
+        if (candidate / "intro.md").is_file():
+            return candidate
+    raise FileNotFoundError(
+        "book_corpus() found no book next to the installed dlcc; clone the repository "
+        "(git clone https://github.com/deeplearningcrashcourse/dlcc) and pass "
+        "book_dir='dlcc/book'")
 
 
 @dataclass(frozen=True)
