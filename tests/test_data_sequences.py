@@ -117,3 +117,20 @@ def test_book_corpus_splits_by_chapter(tmp_path):
         corpus.encode("zebra")
     with pytest.raises(FileNotFoundError, match="chapter sources"):
         seq.book_corpus(tmp_path / "_skip")
+
+
+def test_book_corpus_of_this_book():
+    corpus = seq.book_corpus()  # found next to the library in this checkout
+    assert len(corpus.val_chapters) >= 1 and len(corpus.val) >= 0.1 * (len(corpus.train)
+                                                                      + len(corpus.val))
+    assert corpus.decode(corpus.encode("attention")) == "attention"
+    np.testing.assert_array_equal(corpus.val, seq.book_corpus(seed=0).val)  # deterministic
+
+
+def test_langevin_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="n_steps must be a positive integer"):
+        seq.langevin_double_well(2, 0)
+    with pytest.raises(ValueError, match="kT must be a positive number"):
+        seq.langevin_double_well(2, 10, kT=-1.0)
+    with pytest.raises(ValueError, match="too large for barrier"):
+        seq.langevin_double_well(2, 10, dt=0.1)
