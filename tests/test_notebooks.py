@@ -225,7 +225,8 @@ def bib_keys() -> list[str]:
 
 @pytest.mark.book
 def test_every_executable_page_of_the_toc_is_exported(exported):
-    assert sorted(exported) == sorted(PAGES)
+    assert not set(PAGES) - set(exported), set(PAGES) - set(exported)
+    assert "book/setup/check" in PAGES and any(p.startswith("book/part1/") for p in PAGES)
 
 
 @pytest.mark.book
