@@ -235,7 +235,9 @@ def test_notebook_reads_like_its_page(exported, book, page):
     nb = exported[page]
     nbformat.validate(nb)
     assert nb.metadata.accelerator == "GPU" and nb.metadata.colab.gpuType == "T4"
+    assert "opens with that build's outputs" in nb.cells[0].source
     assert nb.cells[1].id == notebooks.INSTALL_CELL_ID and SITE.commit in nb.cells[1].source
+    assert 'if "google.colab" in sys.modules:' in nb.cells[1].source
     text = markdown(nb)
     assert PLACEHOLDER not in text
     assert not UNRENDERED.search(text), UNRENDERED.search(text).group(0)
