@@ -134,3 +134,33 @@ def test_langevin_rejects_bad_arguments():
         seq.langevin_double_well(2, 10, kT=-1.0)
     with pytest.raises(ValueError, match="too large for barrier"):
         seq.langevin_double_well(2, 10, dt=0.1)
+
+
+def test_book_from_a_github_install_is_that_commits_archive(tmp_path, monkeypatch):
+    """Colab installs dlcc from GitHub: the book comes from the archive of that commit (here
+    a local tarball stands in for the download; the URL and cache place are checked)."""
+    import tarfile
+
+    import pooch
+
+    source = tmp_path / "dlcc-abc123" / "book"
+    source.mkdir(parents=True)
+    (source / "intro.md").write_text("# Intro\n")
+    archive = tmp_path / "archive.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "dlcc-abc123", arcname="dlcc-abc123")
+    asked = {}
+
+    def fake_retrieve(url, known_hash, path, fname, processor, progressbar):
+        asked.update(url=url, fname=fname)
+        return processor(str(archive), "download", None)
+
+    monkeypatch.setattr(pooch, "retrieve", fake_retrieve)
+    monkeypatch.setenv("DLCC_DATA", str(tmp_path / "cache"))
+    origin = {"url": "https://github.com/deeplearningcrashcourse/dlcc",
+              "vcs_info": {"vcs": "git", "commit_id": "abc123"}}
+    book = seq._book_from_github(origin)
+    assert asked == {"url": "https://codeload.github.com/deeplearningcrashcourse/dlcc/tar.gz/"
+                            "abc123", "fname": "abc123.tar.gz"}
+    assert (book / "intro.md").read_text() == "# Intro\n"
+    assert seq._book_from_github({"url": "file:///somewhere"}) is None

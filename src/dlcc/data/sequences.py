@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -269,21 +270,47 @@ def group_split(groups: np.ndarray, fractions=(0.7, 0.15, 0.15), seed: int = 0):
 
 # --- the book as a text corpus ----------------------------------------------------------------
 
+def _book_from_github(origin: dict) -> Path | None:
+    """The book of the commit that pip installed dlcc from GitHub (as Colab's install cell
+    does), downloaded once into the data cache; None if dlcc did not come from GitHub."""
+    match = re.match(r"(?:git\+)?https://github\.com/([\w.-]+/[\w.-]+?)(?:\.git)?/?$",
+                     origin.get("url", ""))
+    commit = origin.get("vcs_info", {}).get("commit_id")
+    if not match or not commit:
+        return None
+    import pooch
+
+    from .download import cache_root
+
+    # A commit's archive never changes: the commit id pins its content.
+    files = pooch.retrieve(f"https://codeload.github.com/{match[1]}/tar.gz/{commit}",
+                           known_hash=None, path=cache_root() / "book-sources",
+                           fname=f"{commit}.tar.gz", processor=pooch.Untar(),
+                           progressbar=False)
+    intro = [Path(f) for f in files if Path(f).name == "intro.md"
+             and Path(f).parent.name == "book"]
+    return intro[0].parent if intro else None
+
+
 def _default_book_dir() -> Path:
-    """The book next to the library: in a checkout (editable install), or in the folder that
-    pip installed dlcc from (recorded in its ``direct_url.json``)."""
-    candidates = [Path(__file__).resolve().parents[3] / "book"]
+    """The book next to the library: in a checkout (editable install), in the folder that pip
+    installed dlcc from, or, for an install from GitHub, that commit's book, downloaded."""
+    checkout = Path(__file__).resolve().parents[3] / "book"
+    if (checkout / "intro.md").is_file():
+        return checkout
     try:
-        from importlib.metadata import distribution
+        from importlib.metadata import PackageNotFoundError, distribution
 
         origin = json.loads(distribution("dlcc").read_text("direct_url.json") or "{}")
-        if origin.get("url", "").startswith("file://"):
-            candidates.append(Path(url2pathname(urlparse(origin["url"]).path)) / "book")
-    except Exception:  # not installed by pip, or no record: only the checkout is left
-        pass
-    for candidate in candidates:
-        if (candidate / "intro.md").is_file():
-            return candidate
+    except PackageNotFoundError:
+        origin = {}
+    if origin.get("url", "").startswith("file://"):
+        local = Path(url2pathname(urlparse(origin["url"]).path)) / "book"
+        if (local / "intro.md").is_file():
+            return local
+    downloaded = _book_from_github(origin)
+    if downloaded is not None:
+        return downloaded
     raise FileNotFoundError(
         "book_corpus() found no book next to the installed dlcc; clone the repository "
         "(git clone https://github.com/deeplearningcrashcourse/dlcc) and pass "
