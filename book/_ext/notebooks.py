@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import logging
 import os
 import re
 import subprocess
@@ -232,25 +231,13 @@ def stable_ids(nb: nbformat.NotebookNode, page: str) -> None:
         cell.id = digest if count == 0 else f"{digest}-{count}"
 
 
-def sphinx_outdir() -> Path:
-    """The HTML folder of the running Sphinx build (its log filters hold the application), for
-    the book's build-finished hook, which calls ``export`` without ``html``."""
-    for handler in logging.getLogger("sphinx").handlers:
-        for log_filter in handler.filters:
-            if getattr(log_filter, "app", None) is not None:
-                return Path(log_filter.app.outdir)
-    raise ValueError("export: pass html=<the build's HTML folder>; no Sphinx build is running")
-
-
-def export(page: str, site: Site, *, html: Path | None = None, root: Path = ROOT,
-           hide_solutions: bool = False) -> nbformat.NotebookNode:
+def export(page: str, site: Site, *, html: Path, hide_solutions: bool = False
+           ) -> nbformat.NotebookNode:
     """The notebook for ``page`` (a docname such as ``book/part1/l2-training``) from the build
-    whose HTML folder is ``html``. ``root`` is unused; kept for the build hook's call."""
-    html = Path(html) if html is not None else sphinx_outdir()
+    whose HTML folder is ``html`` (the build's own hook writes it to ``_sources/``)."""
     executed_path = html.parent / "jupyter_execute" / f"{page}.ipynb"
     if not executed_path.is_file():
-        raise ValueError(f"page: expected an executable page of the build in {html.parent}, "
-                         f"got {page!r} ({executed_path} does not exist)")
+        raise ValueError(f"page: expected an executable page of the build, got {page!r}")
     executed = nbformat.read(executed_path, as_version=4)
     title, chunks = page_markdown(html / f"{page}.html", site.page_url(page))
     code = [c for c in executed.cells if c.cell_type == "code"
