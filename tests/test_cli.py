@@ -44,6 +44,11 @@ def test_train_writes_run_directory_and_evaluate_reads_it(tmp_path, capsys):
     assert lines[1].startswith("data        digits, test split")
     accuracy = float(next(line for line in lines if line.startswith("accuracy")).split()[1])
     assert accuracy > 0.85
+    assert cli("evaluate", "--checkpoint", tmp_path / "best.pt", "--device", "cpu",
+               "--amp", "bf16") == 0
+    lines = capsys.readouterr().out.splitlines()
+    in_bf16 = float(next(line for line in lines if line.startswith("accuracy")).split()[1])
+    assert abs(in_bf16 - accuracy) < 0.05  # bfloat16 rounds, but the model is the same
 
 
 def test_resume_continues_the_run(tmp_path, capsys):
