@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from dlcc.train import distributed
-from dlcc.train.checkpoint import rng_state, set_rng_state
+from dlcc.train.checkpoint import rng_state
+from dlcc.train.checkpoint import set_rng_state as restore_rng_state
 
 
 def fake_gpus(monkeypatch, count):
@@ -33,18 +34,25 @@ def test_more_processes_than_gpus_is_named(monkeypatch):
 def test_rng_state_saves_and_restores_only_this_process_gpu(monkeypatch):
     """Under DDP rank k owns cuda:k: it saves that generator and restores it there."""
     calls = []
-    monkeypatch.setattr(torch.cuda, "get_rng_state",
-                        lambda device: calls.append(("get", device)) or torch.full((8,), 7,
-                                                                                   dtype=torch.uint8))
-    monkeypatch.setattr(torch.cuda, "set_rng_state",
-                        lambda state, device: calls.append(("set", device, state.tolist())))
-    monkeypatch.setattr(torch.cuda, "get_rng_state_all",
-                        lambda: pytest.fail("every GPU's state saved"))
+
+    def get_rng_state(device):
+        calls.append(("get", device))
+        return torch.full((8,), 7, dtype=torch.uint8)
+
+    def set_rng_state(state, device):
+        calls.append(("set", device, state.tolist()))
+
+    def every_gpu():
+        pytest.fail("every GPU's state was saved")
+
+    monkeypatch.setattr(torch.cuda, "get_rng_state", get_rng_state)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", set_rng_state)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", every_gpu)
     gpu1 = torch.device("cuda", 1)
     state = rng_state(gpu1)
     assert calls == [("get", gpu1)]
-    set_rng_state(state, gpu1)
+    restore_rng_state(state, gpu1)
     assert calls[-1] == ("set", gpu1, [7] * 8)
-    set_rng_state(state, torch.device("cpu"))  # resumed on a CPU: the GPU state is unused
+    restore_rng_state(state, torch.device("cpu"))  # resumed on a CPU: the GPU state is unused
     assert len(calls) == 2
     assert rng_state(torch.device("cpu"))["cuda"] is None

@@ -1,7 +1,7 @@
 """Where training runs and in what precision: device choice, seeding, autocast.
 
 The rules live here once so that ``fit``, ``evaluate``, the command line and the book agree
-on them (chapter "Training on a GPU").
+on them (setup guides "Your own Ubuntu GPU machine" and "NHLBI Linux GPU server").
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 One plain loop in the style of nanoGPT's ``train.py``; every extra (mixed precision,
 checkpoints, resuming, early stopping, logging, several processes) is a keyword of ``fit``
-(chapter "The training loop").
+(the PyTorch primer, section "The same loop in dlcc.train.fit").
 """
 
 from __future__ import annotations
