@@ -132,7 +132,7 @@ def test_unet_gradients_flow_through_every_level():
 
 
 def test_registry_and_build_model():
-    assert set(MODELS) == {"mlp", "lenet5", "smallcnn", "smallcnn-dw", "resnet", "unet"}
+    assert set(MODELS) == {"mlp", "lenet5", "smallcnn", "smallcnn-dw", "resnet", "unet", "vit"}
     mlp = build_model("mlp", in_channels=1, num_classes=10, image_size=28)
     assert [m.in_features for m in mlp.modules() if isinstance(m, nn.Linear)][0] == 784
     assert mlp(torch.randn(3, 1, 28, 28)).shape == (3, 10)
@@ -143,6 +143,8 @@ def test_registry_and_build_model():
     assert count_parameters(dw) < count_parameters(dense)
     unet = build_model("unet", in_channels=1, num_classes=1, image_size=64)
     assert isinstance(unet, UNet)
+    vit = build_model("vit", in_channels=1, num_classes=10, image_size=28)
+    assert vit(torch.randn(2, 1, 28, 28)).shape == (2, 10)
     assert isinstance(build_model("resnet", in_channels=3, num_classes=10, image_size=32),
                       ResNet)
 
