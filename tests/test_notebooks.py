@@ -152,7 +152,7 @@ def test_code_cells_pair_with_the_page(build):
 
 def test_first_cells_say_what_the_notebook_is_and_install_dlcc_only_in_colab(build):
     nb = export_demo(build)
-    assert "opens with that build's outputs" in nb.cells[0].source
+    assert "opens without outputs" in nb.cells[0].source  # glue's record is no output
     assert SITE.page_url("book/part1/demo") in nb.cells[0].source
     install = nb.cells[1]
     assert install.id == notebooks.INSTALL_CELL_ID and "remove-cell" in install.metadata.tags
@@ -175,6 +175,21 @@ def test_cell_ids_are_stable_and_local(build):
     page.write_text(page.read_text().replace("The end.", "The very end."))
     changed = [c.id for c in export_demo(build).cells]
     assert sum(a != b for a, b in zip(ids, changed, strict=True)) == 1
+
+
+def test_outputs_come_from_the_execution_cache_when_the_build_used_it(build):
+    """myst-nb writes a page's notebook without outputs when it took them from its cache."""
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    path = build.parent / "jupyter_execute" / "book" / "part1" / "demo.ipynb"
+    executed = nbformat.read(path, as_version=4)
+    executed.cells[4].outputs = [nbformat.v4.new_output("stream", text="CACHED-OUTPUT\n")]
+    get_cache(build.parent / ".jupyter_cache").cache_notebook_bundle(
+        CacheBundleIn(executed, str(path)), check_validity=False)
+    assert "CACHED-OUTPUT" not in nbformat.writes(nbformat.read(path, as_version=4))
+    nb = export_demo(build)
+    assert "CACHED-OUTPUT" in nbformat.writes(nb) and "build's outputs" in nb.cells[0].source
 
 
 def test_a_page_that_is_not_executable_is_an_error(build):
@@ -246,6 +261,8 @@ def test_notebook_reads_like_its_page(exported, book, page):
     assert not [k for k in bib_keys() if re.search(rf"\b{re.escape(k)}\b", prose)]
     soup = BeautifulSoup((book.html / f"{page}.html").read_text(), "html.parser")
     article = soup.select_one("article.bd-article")
+    shown = sum(bool(cell.select("div.cell_output")) for cell in article.select("div.cell"))
+    assert sum(bool(c.get("outputs")) for c in nb.cells) >= shown, "outputs missing"
     for cell in article.select("div.cell"):
         cell.decompose()
     # The page's glued numbers and included code are in the notebook, as on the page.

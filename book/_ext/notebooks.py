@@ -3,9 +3,9 @@
 A notebook is its page as the strict build rendered it: the page's HTML between code cells,
 converted to Markdown once Sphinx has resolved every glue value, reference, citation and
 included file, around the cells (and outputs) myst-nb executed into ``_build/jupyter_execute``.
-It opens with a cell saying so, then a collapsed cell that installs ``dlcc`` at the built commit
-in Colab only; its metadata asks Colab for a GPU; links and images point at the published site;
-cell ids derive from content, so an unchanged page exports unchanged. After a build::
+It opens with a cell saying so (and whether it holds the build's outputs), then a collapsed
+cell that installs ``dlcc`` at the built commit in Colab only; its metadata asks Colab for a GPU;
+links and images point at the published site; cell ids derive from content. After a build::
 
     python book/_ext/notebooks.py [--html _build/html] (--out DIR | --in-place) [--commit SHA]
 """
@@ -19,6 +19,7 @@ import os
 import re
 import subprocess
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
@@ -185,13 +186,15 @@ def tags(cell) -> list[str]:
     return cell.get("metadata", {}).get("tags", [])
 
 
-def intro_cell(title: str, page: str, site: Site) -> nbformat.NotebookNode:
+def intro_cell(title: str, page: str, site: Site, outputs: bool) -> nbformat.NotebookNode:
+    opens = ("with that build's outputs, so the figures and numbers are here before you run "
+             "anything; running it top to bottom computes them again" if outputs else
+             "without outputs; running it top to bottom computes the page's figures and numbers")
     return nbformat.v4.new_markdown_cell(id="dlcc-about", source=(
         f"*This notebook is [{title}]({site.page_url(page)}), a page of the Deep Learning Crash "
-        f"Course, as built from commit `{site.commit[:7]}`. It opens with that build's outputs, "
-        "so the figures and numbers are here before you run anything; running it top to bottom "
-        "computes them again, on a CPU or, faster where the page says so, on a GPU (in Colab: "
-        "Runtime, Change runtime type). Links lead to the course site.*"))
+        f"Course, as built from commit `{site.commit[:7]}`. It opens {opens}, on a CPU or, "
+        "faster where the page says so, on a GPU (in Colab: Runtime, Change runtime type). "
+        "Links lead to the course site.*"))
 
 
 def install_cell(site: Site) -> nbformat.NotebookNode:
@@ -231,14 +234,26 @@ def stable_ids(nb: nbformat.NotebookNode, page: str) -> None:
         cell.id = digest if count == 0 else f"{digest}-{count}"
 
 
+def executed_notebook(html: Path, page: str) -> nbformat.NotebookNode:
+    """The page's notebook as the build executed it. When myst-nb takes the outputs from its
+    execution cache it writes the notebook without them, so they are merged from there."""
+    path = html.parent / "jupyter_execute" / f"{page}.ipynb"
+    if not path.is_file():
+        raise ValueError(f"page: expected an executable page of the build, got {page!r}")
+    nb, cache = nbformat.read(path, as_version=4), html.parent / ".jupyter_cache"
+    if cache.is_dir():
+        from jupyter_cache import get_cache
+
+        with suppress(KeyError):  # no cached execution of these cells
+            nb = get_cache(cache).merge_match_into_notebook(nb)[1]
+    return nb
+
+
 def export(page: str, site: Site, *, html: Path, hide_solutions: bool = False
            ) -> nbformat.NotebookNode:
     """The notebook for ``page`` (a docname such as ``book/part1/l2-training``) from the build
     whose HTML folder is ``html`` (the build's own hook writes it to ``_sources/``)."""
-    executed_path = html.parent / "jupyter_execute" / f"{page}.ipynb"
-    if not executed_path.is_file():
-        raise ValueError(f"page: expected an executable page of the build, got {page!r}")
-    executed = nbformat.read(executed_path, as_version=4)
+    executed = executed_notebook(html, page)
     title, chunks = page_markdown(html / f"{page}.html", site.page_url(page))
     code = [c for c in executed.cells if c.cell_type == "code"
             and not (hide_solutions and SOLUTION_TAG in tags(c))]
@@ -246,7 +261,8 @@ def export(page: str, site: Site, *, html: Path, hide_solutions: bool = False
     if len(shown) != len(chunks) - 1:
         raise ValueError(f"{page}: the page shows {len(chunks) - 1} code cells but the executed "
                          f"notebook has {len(shown)} to show; is the build complete?")
-    cells, chunks = [intro_cell(title, page, site), install_cell(site)], iter(chunks)
+    outputs = any(code_cell(c).outputs for c in code)
+    cells, chunks = [intro_cell(title, page, site, outputs), install_cell(site)], iter(chunks)
     for cell in code:
         if REMOVED not in tags(cell):
             cells.append(nbformat.v4.new_markdown_cell(next(chunks)))
