@@ -234,13 +234,13 @@ def stable_ids(nb: nbformat.NotebookNode, page: str) -> None:
         cell.id = digest if count == 0 else f"{digest}-{count}"
 
 
-def executed_notebook(html: Path, page: str) -> nbformat.NotebookNode:
+def executed_notebook(html: Path, page: str, cache: Path | None) -> nbformat.NotebookNode:
     """The page's notebook as the build executed it. When myst-nb takes the outputs from its
     execution cache it writes the notebook without them, so they are merged from there."""
     path = html.parent / "jupyter_execute" / f"{page}.ipynb"
     if not path.is_file():
         raise ValueError(f"page: expected an executable page of the build, got {page!r}")
-    nb, cache = nbformat.read(path, as_version=4), html.parent / ".jupyter_cache"
+    nb, cache = nbformat.read(path, as_version=4), Path(cache or html.parent / ".jupyter_cache")
     if cache.is_dir():
         from jupyter_cache import get_cache
 
@@ -249,11 +249,12 @@ def executed_notebook(html: Path, page: str) -> nbformat.NotebookNode:
     return nb
 
 
-def export(page: str, site: Site, *, html: Path, hide_solutions: bool = False
-           ) -> nbformat.NotebookNode:
+def export(page: str, site: Site, *, html: Path, hide_solutions: bool = False,
+           cache: Path | None = None) -> nbformat.NotebookNode:
     """The notebook for ``page`` (a docname such as ``book/part1/l2-training``) from the build
-    whose HTML folder is ``html`` (the build's own hook writes it to ``_sources/``)."""
-    executed = executed_notebook(html, page)
+    whose HTML folder is ``html`` and execution cache is ``cache`` (by default the build's
+    ``.jupyter_cache``). The build's own hook writes it to ``_sources/``."""
+    executed = executed_notebook(html, page, cache)
     title, chunks = page_markdown(html / f"{page}.html", site.page_url(page))
     code = [c for c in executed.cells if c.cell_type == "code"
             and not (hide_solutions and SOLUTION_TAG in tags(c))]
