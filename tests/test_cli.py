@@ -195,3 +195,32 @@ def test_torchrun_refuses_a_device_with_an_index(tmp_path):
     assert ("python -m dlcc train: error: device 'cuda:1' names one GPU, but under torchrun "
             "process k uses cuda:k") in done.stderr
     assert "exitcode  : 2" in done.stderr  # the process's own code: bad input
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_rank_0_loads_the_data_first_seeds_differ_and_the_group_is_left(monkeypatch, capsys,
+                                                                         tmp_path, rank):
+    """As under torchrun, with the process group mocked: rank 1 waits until rank 0 has the
+    data (a download, for the real sets), each rank seeds its own dropout, and the process
+    group is left even when the command fails."""
+    from dlcc import cli as cli_module
+    from dlcc.train import distributed
+
+    events = []
+    monkeypatch.setattr(distributed, "get_rank", lambda: rank)
+    monkeypatch.setattr(distributed, "is_main_process", lambda: rank == 0)
+    monkeypatch.setattr(distributed, "barrier", lambda: events.append("barrier"))
+    monkeypatch.setattr(distributed, "cleanup", lambda: events.append("cleanup"))
+    monkeypatch.setattr("dlcc.train.seed_everything", lambda seed: events.append(f"seed {seed}"))
+    real_load = cli_module.load_data
+    monkeypatch.setattr(cli_module, "load_data",
+                        lambda *args: events.append("load") or real_load(*args))
+
+    def wrong_model(name, spec):
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(cli_module, "build", wrong_model)
+    assert train(tmp_path, "--seed", 5) == 2
+    assert "stop here" in capsys.readouterr().err
+    order = ["load", "barrier"] if rank == 0 else ["barrier", "load"]
+    assert events == [f"seed {5 + rank}", *order, "cleanup"]
