@@ -147,7 +147,8 @@ def test_ctrl_c_returns_history_and_resume_redoes_the_epoch_exactly(tmp_path, ca
     # Batch 3 of epoch 2 (6 batches per epoch): last.pt keeps the end of epoch 1.
     _, history = train(4, tmp_path, loss_fn=interrupt_at(6 + 3))
     assert len(history) == 1
-    assert "Interrupted during epoch 2" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Interrupted after epoch 1; " in out and "last.pt holds epoch 1 and fit(" in out
     state = load_checkpoint(tmp_path / "last.pt")
     assert (state["epoch"], state["step"]) == (1, 6)
     resumed, resumed_history = train(4, tmp_path, resume=True)

@@ -283,6 +283,7 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn, optimizer, 
     report = Progress(progress, epochs, enabled=main)
     log = RunLog((log_dir or checkpoint_dir) if main else None, len(history))
     totals = None  # a float16 overflow count carries over from one epoch to the next
+    saved = len(history)  # the epoch last.pt holds
     try:
         for epoch in range(len(history) + 1, epochs + 1):
             if early_stopping is not None and history.epochs_since_best() >= early_stopping:
@@ -343,15 +344,16 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn, optimizer, 
                     if history.best is record:
                         save_checkpoint(state, checkpoint_dir / "best.pt")
                 barrier()  # no process reads a checkpoint before rank 0 has finished it
+                saved = epoch
             report.end_epoch(record)
             log.write(history)
     except KeyboardInterrupt:
         report.close()
         if main:
-            kept = (f"; {checkpoint_dir / 'last.pt'} holds epoch {len(history)} and "
+            kept = (f"; {checkpoint_dir / 'last.pt'} holds epoch {saved} and "
                     "fit(..., resume=True) carries on from there"
-                    if checkpoint_dir is not None and len(history) else "")
-            print(f"Interrupted during epoch {len(history) + 1}{kept}.", flush=True)
+                    if checkpoint_dir is not None and saved else "")
+            print(f"Interrupted after epoch {len(history)}{kept}.", flush=True)
     finally:
         report.close()
         log.close()
