@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -104,10 +105,15 @@ def make_venv(python: str, folder: Path) -> Path:
 
 
 def run_tests(python: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    # A run of its own: not the outer run's options (PYTEST_ADDOPTS may name the outer run's
+    # --basetemp, which pytest would clear) and a temporary folder that pytest's clean-up of old
+    # numbered folders cannot share with the outer run.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER")}
     env.update(OMP_NUM_THREADS="1", MPLBACKEND="Agg")
+    basetemp = tempfile.mkdtemp(prefix="dlcc-inner-pytest-")
     return subprocess.run([str(python), "-m", "pytest", "-p", "no:cacheprovider",
-                           "-o", "addopts=", "-q", *args],
+                           "-o", "addopts=", "--basetemp", basetemp, "-q", *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
 
 
