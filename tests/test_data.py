@@ -121,7 +121,7 @@ def test_gaussian_blur_preserves_mean_and_smooths():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(n=0), "n must be an integer >= 1"),
+    (dict(n=0), "n must be a positive integer"),
     (dict(size=4), "size must be an integer >= 8"),
     (dict(max_cells=0), "max_cells"),
     (dict(noise=-0.1), "noise must be >= 0"),

@@ -74,7 +74,7 @@ def test_poisson_gaussian_rejects_negative_or_integer_images():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"n": 0}, "n must be an integer >= 1"), ({"size": 4}, "size must be an integer >= 8"),
+    ({"n": 0}, "n must be a positive integer"), ({"size": 4}, "size must be an integer >= 8"),
     ({"psf_sigma": -0.5}, "psf_sigma must be a finite number >= 0"),
     ({"photons": float("inf")}, "photons must be a finite number > 0"),
 ])

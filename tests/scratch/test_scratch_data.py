@@ -90,7 +90,7 @@ def test_xor_labels_follow_quadrants_without_noise():
     (lambda: data.spirals(classes=1), ValueError, "classes must be an integer >= 2"),
     (lambda: data.spirals(n=2, classes=3), ValueError, "n must be an integer >= 3"),
     (lambda: data.moons(noise=-1), ValueError, "noise must be >= 0"),
-    (lambda: data.xor(n=0), ValueError, "n must be an integer >= 1"),
+    (lambda: data.xor(n=0), ValueError, "n must be a positive integer"),
 ])
 def test_bad_arguments_are_rejected(call, error, match):
     with pytest.raises(error, match=match):

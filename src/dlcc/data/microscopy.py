@@ -15,6 +15,8 @@ import math
 import torch
 from torch.utils.data import TensorDataset
 
+from dlcc.scratch._checks import integer
+
 from .synthetic import MAX_AXIS, _render, gaussian_blur
 
 
@@ -65,8 +67,7 @@ def fluorescent_nuclei(n: int = 256, size: int = 48, seed: int = 0, photons: flo
     ``read_noise`` electrons of read noise. The same ``seed`` gives the same data, bit for bit.
     """
     for name, value, low in (("n", n, 1), ("size", size, 8), ("max_cells", max_cells, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        integer(name, value, low)
     psf_sigma = _positive("psf_sigma", psf_sigma, allow_zero=True)
     g = torch.Generator().manual_seed(seed)
 

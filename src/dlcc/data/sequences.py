@@ -25,14 +25,10 @@ from urllib.request import url2pathname
 
 import numpy as np
 
+from dlcc.scratch._checks import integer
+
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 DNA = "ACGT"
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _positive(name: str, value: object) -> float:
@@ -59,7 +55,7 @@ def langevin_double_well(n_traj: int = 16, n_steps: int = 2000, *, dt: float = 0
     With the defaults the barrier is 4 kT, and a particle hops between wells every few hundred
     frames (Kramers' rate). Deterministic for a seed; float32.
     """
-    n_traj, n_steps, stride = (_positive_int(k, v) for k, v in
+    n_traj, n_steps, stride = (integer(k, v) for k, v in
                                (("n_traj", n_traj), ("n_steps", n_steps), ("stride", stride)))
     dt, kT, barrier = (_positive(k, v) for k, v in (("dt", dt), ("kT", kT), ("barrier", barrier)))
     if dt * 8 * barrier > 0.5:
@@ -105,7 +101,7 @@ def windows(series: np.ndarray, length: int, horizon: int = 1, step: int = 1):
     if not isinstance(series, np.ndarray) or series.ndim != 2:
         raise ValueError(f"series must be a 2-D numpy array (N, T), got "
                          f"{getattr(series, 'shape', type(series).__name__)}")
-    length, step = _positive_int("length", length), _positive_int("step", step)
+    length, step = integer("length", length), integer("step", step)
     if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 0:
         raise ValueError(f"horizon must be a non-negative integer, got {horizon!r}")
     n, t = series.shape
@@ -141,7 +137,7 @@ def dna_motifs(n: int = 2000, length: int = 100, *, pwm: np.ndarray | None = Non
     int64 (n,) (1 = motif planted); positions int64 (n,), the motif's first base (-1 for
     negatives). ``x.argmax(-1)`` gives integer tokens.
     """
-    n, length = _positive_int("n", n), _positive_int("length", length)
+    n, length = integer("n", n), integer("length", length)
     pwm = MOTIF_PWM if pwm is None else np.asarray(pwm, dtype=float)
     if pwm.ndim != 2 or pwm.shape[1] != 4 or not np.allclose(pwm.sum(axis=1), 1) \
             or (pwm < 0).any():
@@ -189,7 +185,7 @@ def encode_peptides(sequences: list[str], max_len: int | None = None) -> tuple[n
             raise ValueError(f"sequence {s[:20]!r} holds {sorted(bad)}, not one of the 20 "
                              f"amino acids {AMINO_ACIDS}")
     longest = max((len(s) for s in sequences), default=1)
-    length = longest if max_len is None else _positive_int("max_len", max_len)
+    length = longest if max_len is None else integer("max_len", max_len)
     tokens = np.zeros((len(sequences), length), dtype=np.int64)
     for i, s in enumerate(sequences):
         codes = [lookup[a] for a in s[:length]]
@@ -229,7 +225,7 @@ def similarity_groups(sequences: list[str], k: int = 3, threshold: float = 0.5) 
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import connected_components
 
-    k = _positive_int("k", k)
+    k = integer("k", k)
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold must lie in (0, 1], got {threshold}")
     vocab: dict[str, int] = {}

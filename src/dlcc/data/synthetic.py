@@ -14,13 +14,14 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
+from dlcc.scratch._checks import integer
+
 MAX_AXIS = 0.14  # largest semi-axis, as a fraction of the image side
 
 
 def _check(n, size, noise, blur, max_cells) -> None:
     for name, value, low in (("n", n, 1), ("size", size, 8), ("max_cells", max_cells, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        integer(name, value, low)
     for name, value in (("noise", noise), ("blur", blur)):
         if not value >= 0:
             raise ValueError(f"{name} must be >= 0, got {value!r}")

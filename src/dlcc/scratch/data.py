@@ -127,8 +127,7 @@ def _make_split(x, y, image_shape, val_fraction, test_fraction, seed, standardiz
 
 
 def _check_toy(n: int, noise: float, min_n: int) -> None:
-    if not isinstance(n, (int, np.integer)) or n < min_n:
-        raise ValueError(f"n must be an integer >= {min_n}, got {n!r}")
+    _checks.integer("n", n, low=min_n)
     if not noise >= 0:
         raise ValueError(f"noise must be >= 0, got {noise}")
 

@@ -124,18 +124,15 @@ class Adam(Optimizer):
 # --- learning-rate schedules: plain functions of the step number (0, 1, 2, ...) ---------------
 
 def _check_step(step: int, total_steps: int | None = None) -> None:
-    if not isinstance(step, (int, np.integer)) or step < 0:
-        raise ValueError(f"step must be an integer >= 0, got {step!r}")
+    _checks.integer("step", step, low=0)
     if total_steps is not None:
-        if not isinstance(total_steps, (int, np.integer)) or total_steps < 1:
-            raise ValueError(f"total_steps must be an integer >= 1, got {total_steps!r}")
+        _checks.integer("total_steps", total_steps)
 
 
 def step_lr(step: int, lr0: float, step_size: int, gamma: float = 0.1) -> float:
     """lr0 * gamma ** (step // step_size): drop by gamma every step_size steps (``StepLR``)."""
     _check_step(step)
-    if not isinstance(step_size, (int, np.integer)) or step_size < 1:
-        raise ValueError(f"step_size must be an integer >= 1, got {step_size!r}")
+    _checks.integer("step_size", step_size)
     return lr0 * gamma ** (step // step_size)
 
 
@@ -147,7 +144,8 @@ def cosine_lr(step: int, lr0: float, total_steps: int, lr_min: float = 0.0,
     total_steps it stays at lr_min.
     """
     _check_step(step, total_steps)
-    if not isinstance(warmup, (int, np.integer)) or not 0 <= warmup < total_steps:
+    if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) \
+            or not 0 <= warmup < total_steps:
         raise ValueError(f"warmup must be an integer in [0, total_steps={total_steps}), "
                          f"got {warmup!r}")
     if step < warmup:  # ramp up from lr0 / warmup so that the first step is not a zero step
