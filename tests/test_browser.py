@@ -206,7 +206,9 @@ def check_launch_buttons(page, book, page_name):
     assert notebook.is_file(), f"no generated notebook for {page_name}"
     nb = json.loads(notebook.read_text())
     assert nb["metadata"]["accelerator"] == "GPU" and nb["metadata"]["colab"]["gpuType"]
-    assert "google.colab" in "".join(nb["cells"][0]["source"])
+    # A first cell that says what the notebook is, then the Colab-only install cell.
+    assert "google.colab" in "".join(nb["cells"][1]["source"])
+    assert nb["cells"][1]["cell_type"] == "code"
     download = page.eval_on_selector_all(".dropdown-download-buttons a",
                                          "els => els.map(e => e.href)")
     assert any(h.endswith(f"_sources/{page_name}.ipynb") for h in download), download
