@@ -1,9 +1,11 @@
-"""The command line: ``python -m dlcc {doctor,train,evaluate}``.
+"""The command line: ``python -m dlcc {doctor,train,predict,evaluate}``.
 
 ``train`` and ``evaluate`` are thin: they build a data set, a model from
 :data:`dlcc.models.MODELS` and an optimizer from the arguments, then call
 :func:`dlcc.train.fit` or :func:`dlcc.train.evaluate`. ``train`` runs unchanged under
-``torchrun`` (one process per GPU). The model names and AMP modes come from the library
+``torchrun`` (one process per GPU). ``--data`` is a built-in data set or a folder of
+your own images (:mod:`dlcc.data.folders`); ``predict`` runs a model trained on a folder
+over new files (:mod:`dlcc.predict`). The model names and AMP modes come from the library
 (``MODELS``, :data:`dlcc.train.device.AMP_MODES`); without PyTorch the parser still builds,
 so ``doctor`` works, and says so.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 DATASETS = ("digits", "mnist-small", "cells", "mnist", "fashion-mnist", "cifar10")
 CELLS = {"train": 512, "val": 64, "test": 128, "size": 64}  # synthetic_cells sizes
@@ -35,6 +38,17 @@ def _number(kind, low, inclusive=True):
             raise argparse.ArgumentTypeError(f"must be {bound} {low}, got {text}")
         return value
     return parse
+
+
+def _data(text: str) -> str:
+    """A built-in data set name, or an existing folder of images."""
+    import os
+
+    if text in DATASETS or os.path.isdir(text):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"invalid choice: {text!r} (choose from {', '.join(DATASETS)}, or give a folder of "
+        "images: FOLDER/images + FOLDER/masks, or one folder a class)")
 
 
 def _library_choices() -> tuple[list[str] | None, list[str] | None]:
@@ -66,9 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "several GPUs when launched with torchrun.")
     train.add_argument("--model", choices=models, default=None,
                        help="model (default: smallcnn; unet for cells)")
-    train.add_argument("--data", choices=DATASETS, default="digits",
-                       help="data set (default: digits); mnist, fashion-mnist and cifar10 "
-                            "are downloaded once into the data cache")
+    train.add_argument("--data", type=_data, default="digits",
+                       help=f"data set: {', '.join(DATASETS)} (default: digits; mnist, "
+                            "fashion-mnist and cifar10 are downloaded once into the data "
+                            "cache), or a folder of your own images")
+    train.add_argument("--task", choices=("segment", "classify"), default=None,
+                       help="for a folder: the task it must hold (default: from its layout)")
+    train.add_argument("--patch", type=_number(int, 8), default=64,
+                       help="for a folder: side of the random training patches; classify "
+                            "resizes images to it (default: 64)")
+    train.add_argument("--val-fraction", type=_number(float, 0, inclusive=False),
+                       default=0.2, help="for a folder without val/: share of files held "
+                                         "out, seeded (default: 0.2)")
     train.add_argument("--epochs", type=_number(int, 1), default=10,
                        help="passes over the training set (default: 10)")
     train.add_argument("--batch-size", type=_number(int, 1), default=64,
@@ -103,8 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", help="measure a saved model on a data split",
         description="Load a checkpoint written by `train` and print its loss and metrics.")
     evaluate.add_argument("--checkpoint", required=True, help="path of best.pt or last.pt")
-    evaluate.add_argument("--data", choices=DATASETS, default=None,
-                          help="data set (default: the one the model was trained on)")
+    evaluate.add_argument("--data", type=_data, default=None,
+                          help="data set (default: the one the model was trained on) or a "
+                               "folder in the layout the model was trained on")
     evaluate.add_argument("--split", choices=("train", "val", "test"), default="test",
                           help="which split to measure (default: test)")
     evaluate.add_argument("--batch-size", type=_number(int, 1), default=256,
@@ -112,7 +136,51 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto", help="as for train (default: auto)")
     evaluate.add_argument("--amp", choices=amp_modes, default="auto",
                           help="mixed precision, as for train (default: auto)")
+
+    predict = commands.add_parser(
+        "predict", help="run a model trained on a folder over new images",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Load a checkpoint written by `train --data FOLDER` and predict every "
+                    "INPUT.\nSegmentation writes OUT/NAME_mask.tif (uint8, 255 = foreground, "
+                    "the input's size),\ncomputed on overlapping tiles blended smoothly, so "
+                    "any image size fits in memory;\nclassification writes "
+                    "OUT/predictions.csv (file, class, one probability a class).",
+        epilog="examples:\n"
+               "  python -m dlcc predict --checkpoint runs/cells/best.pt new/*.tif --out pred\n"
+               "  python -m dlcc predict --checkpoint runs/cells/best.pt big.tif --out pred "
+               "--tile 512 --device cuda")
+    predict.add_argument("inputs", nargs="+", metavar="INPUT",
+                         help="image files, folders of images or glob patterns")
+    predict.add_argument("--checkpoint", required=True, help="path of best.pt or last.pt")
+    predict.add_argument("--out", required=True, help="folder for the masks or the CSV")
+    predict.add_argument("--batch-size", type=_number(int, 1), default=8,
+                         help="tiles per forward pass (default: 8)")
+    predict.add_argument("--device", default="auto", help="as for train (default: auto)")
+    predict.add_argument("--tile", type=_number(int, 8), default=None,
+                         help="tile side in pixels (default: 4 x the training patch)")
+    predict.add_argument("--overlap", type=_number(int, 0), default=None,
+                         help="pixels shared by neighbouring tiles (default: tile / 4)")
+    predict.add_argument("--probabilities", action="store_true",
+                         help="also write OUT/NAME_prob.tif (float32 foreground probability)")
     return parser
+
+
+def is_folder(data: str) -> bool:
+    """Whether ``--data`` names a folder of the user's images, not a built-in data set."""
+    import os
+
+    return data not in DATASETS and os.path.isdir(data)
+
+
+def load_folder_data(args):
+    """``(train, val, test, spec)`` for ``train --data FOLDER``."""
+    import dlcc
+    from dlcc.data.folders import load_folder
+
+    task = {"segment": "segmentation", "classify": "classification", None: None}[args.task]
+    train, val, test, spec = load_folder(args.data, task=task, patch=args.patch,
+                                         seed=args.seed, val_fraction=args.val_fraction)
+    return train, val, test, {**spec, "dlcc_version": dlcc.__version__}
 
 
 def load_data(name: str, seed: int):
@@ -204,11 +272,17 @@ def train_command(args) -> int:
         seed_everything(args.seed + rank)  # own dropout per process; DDP sends rank 0's weights
         if not main:
             distributed.barrier()  # rank 0 downloads first, the others read its cache
-        train, val, _, spec = load_data(args.data, args.seed)
+        folder = is_folder(args.data)
+        if folder:
+            train, val, _, spec = load_folder_data(args)
+            if main:
+                print(spec["summary"])
+        else:
+            train, val, _, spec = load_data(args.data, args.seed)
         if main:
             distributed.barrier()
         name, model = build(args.model, spec)
-        out = args.out or f"runs/{args.data}-{name}"
+        out = args.out or f"runs/{Path(args.data).name if folder else args.data}-{name}"
         sampler = distributed.distributed_sampler(train, shuffle=True, seed=args.seed)
         train_loader = make_loader(train, args.batch_size, shuffle=sampler is None,
                                    device=device, num_workers=args.workers, seed=args.seed,
@@ -247,6 +321,8 @@ def evaluate_command(args) -> int:
     if "model" not in config or "data" not in config:
         raise ValueError(f"{args.checkpoint} was not written by `python -m dlcc train` "
                          "(its config lacks the model and data names)")
+    if "normalization" in config or (args.data and is_folder(args.data)):
+        return evaluate_folder(args, device)
     data_name = args.data or config["data"]
     splits = load_data(data_name, config.get("seed", 0))
     spec = splits[3]
@@ -260,6 +336,70 @@ def evaluate_command(args) -> int:
     print(f"data        {data_name}, {args.split} split ({len(dataset):,} images)")
     for key, value in result.items():
         print(f"{key:<11} {value:.4f}")
+    return 0
+
+
+def evaluate_folder(args, device) -> int:
+    """``evaluate`` for a model trained on a folder: Dice and IoU per image (tiled, whole
+    images) or accuracy and a confusion matrix. ``--data`` (default: the training folder)
+    is read whole, or its val/ or test/ subfolder where --split names one that exists."""
+    import numpy as np
+
+    from dlcc.data.folders import normalize, read_classes, read_segmentation, resize
+    from dlcc.predict import load_model, predict_tiled
+
+    model, config = load_model(args.checkpoint, device)
+    folder = Path(args.data or config["data"])
+    if (folder / args.split).is_dir():
+        folder = folder / args.split
+    print(f"checkpoint  {args.checkpoint} ({config['model']}, {config['task']})")
+    norm = config["normalization"]
+    if config["task"] == "segmentation":
+        images, masks, paths = read_segmentation(folder)
+        print(f"data        {folder} ({len(images)} images)")
+        scores = []
+        for image, mask, path in zip(images, masks, paths, strict=True):
+            logits = predict_tiled(model, normalize(image, norm), tile=4 * config["patch"],
+                                   overlap=config["patch"], batch_size=args.batch_size,
+                                   device=device)
+            pred, true = logits[0] > 0, mask[0] > 0
+            inter, total = (pred & true).sum(), pred.sum() + true.sum()
+            dice = 2 * inter / total if total else 1.0
+            iou = inter / (total - inter) if total else 1.0
+            scores.append((dice, iou))
+            print(f"  {path.name:<30} dice {dice:.4f}  iou {iou:.4f}")
+        dice, iou = np.mean(scores, axis=0)
+        print(f"mean        dice {dice:.4f}  iou {iou:.4f}")
+        return 0
+    images, labels, paths, names = read_classes(folder, config["class_names"])
+    import torch
+
+    x = torch.stack([resize(normalize(im, norm), config["patch"]) for im in images])
+    with torch.no_grad():
+        pred = torch.cat([model(x[i:i + args.batch_size].to(device)).argmax(1).cpu()
+                          for i in range(0, len(x), args.batch_size)]).numpy()
+    labels = np.asarray(labels)
+    confusion = np.zeros((len(names), len(names)), int)
+    np.add.at(confusion, (labels, pred), 1)
+    print(f"data        {folder} ({len(images)} images)")
+    print(f"accuracy    {(pred == labels).mean():.4f}")
+    print("confusion   rows: true class, columns: predicted")
+    width = max(len(n) for n in names)
+    print(" " * (width + 2) + " ".join(f"{n:>{width}}" for n in names))
+    for name, row in zip(names, confusion, strict=True):
+        print(f"  {name:<{width}}" + " ".join(f"{v:>{width}}" for v in row))
+    return 0
+
+
+def predict_command(args) -> int:
+    from dlcc.predict import predict_files
+    from dlcc.train import get_device
+
+    written = predict_files(args.checkpoint, args.inputs, args.out,
+                            batch_size=args.batch_size, device=get_device(args.device),
+                            tile=args.tile, overlap=args.overlap,
+                            probabilities=args.probabilities)
+    print(f"wrote {len(written)} file(s) to {args.out}")
     return 0
 
 
@@ -279,7 +419,8 @@ def main(argv: list[str] | None = None) -> int:
         from dlcc import doctor
 
         return doctor.main(seconds=args.seconds, expect_gpu=args.gpu, network=args.network)
-    command = {"train": train_command, "evaluate": evaluate_command}[args.command]
+    command = {"train": train_command, "evaluate": evaluate_command,
+               "predict": predict_command}[args.command]
     try:
         return command(args)
     except FloatingPointError as error:  # dlcc.train.NonFiniteLossError: the run diverged
