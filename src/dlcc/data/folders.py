@@ -61,10 +61,11 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def _files(folder: Path) -> list[Path]:
-    """The image files in ``folder``, sorted; anything else is ignored with a warning."""
+    """The image files in ``folder``, sorted; anything else is ignored with a warning
+    (hidden files such as ``.DS_Store`` silently)."""
     files, others = [], []
     for path in sorted(folder.iterdir()):
-        if path.is_dir():
+        if path.is_dir() or path.name.startswith("."):
             continue
         (files if path.suffix.lower() in SUFFIXES else others).append(path)
     if others:
@@ -362,7 +363,7 @@ def load_folder(root: str | Path, *, task: str | None = None, patch: int = 64, s
                 f"{' ...' if len(sizes) > 4 else ''}; dtype {', '.join(dtypes)}")
         if not segment:
             counts = np.bincount(targets, minlength=len(names))
-            line += "; " + ", ".join(f"{n} {c}" for n, c in zip(names, counts, strict=True))
+            line += "; " + ", ".join(f"{c} {n}" for n, c in zip(names, counts, strict=True))
         summary.append(line)
     spec = {"task": found, "in_channels": channels,
             "num_classes": 1 if segment else len(names),
