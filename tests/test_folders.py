@@ -35,10 +35,11 @@ def segmentation_folder(root, n=4, size=48, mask_suffix="_mask", image_ext=".tif
             tifffile.imwrite(root / "images" / f"{name}.tif", images[i])
         else:
             iio.imwrite(root / "images" / f"{name}{image_ext}", (images[i] // 16).astype(np.uint8))
+        mask = root / "masks" / f"{name}{mask_suffix}{mask_ext}"
         if mask_ext == ".png":
-            iio.imwrite(root / "masks" / f"{name}{mask_suffix}.png", masks[i].astype(np.uint8) * 255)
+            iio.imwrite(mask, masks[i].astype(np.uint8) * 255)
         else:
-            tifffile.imwrite(root / "masks" / f"{name}{mask_suffix}{mask_ext}", masks[i].astype(np.uint8))
+            tifffile.imwrite(mask, masks[i].astype(np.uint8))
     return images, masks
 
 
