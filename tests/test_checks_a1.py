@@ -30,20 +30,25 @@ def forward(params, x):
     acts = [x]
     for i in range(1, layers + 1):
         z = acts[-1] @ params[f"W{i}"] + params[f"b{i}"]
-        acts.append(sigmoid(z) if i < layers else softmax(z))
+        acts.append(sigmoid(z) if i < layers else z)
     return acts
 
 
-def loss(probs, y, params, l2):
+def penalty(params, l2):
+    return 0.5 * l2 * sum(np.sum(w * w) for k, w in params.items() if k[0] == "W")
+
+
+def loss(logits, y, params, l2):
     n = len(y)
-    ce = -np.mean(np.log(probs[np.arange(n), y]))
-    return ce + 0.5 * l2 * sum(np.sum(w * w) for k, w in params.items() if k[0] == "W")
+    m = logits.max(axis=1)
+    log_sum = m + np.log(np.exp(logits - m[:, None]).sum(axis=1))
+    return np.mean(log_sum - logits[np.arange(n), y]) + penalty(params, l2)
 
 
 def backward(params, acts, y, l2):
     layers = len(params) // 2
     n = len(y)
-    delta = acts[-1].copy()
+    delta = softmax(acts[-1])
     delta[np.arange(n), y] -= 1
     delta /= n
     grads = {}
@@ -123,7 +128,7 @@ def softmax_in_place(z):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def forward_with(hidden=sigmoid, out=softmax, bias=True, keep_x=True):
+def forward_with(hidden=sigmoid, out=lambda z: z, bias=True, keep_x=True):
     def fwd(params, x):
         layers = len(params) // 2
         acts = [x]
@@ -137,15 +142,15 @@ def forward_with(hidden=sigmoid, out=softmax, bias=True, keep_x=True):
 def forward_3_only(params, x):
     h1 = sigmoid(x @ params["W1"] + params["b1"])
     h2 = sigmoid(h1 @ params["W2"] + params["b2"])
-    return [x, h1, h2, softmax(h2 @ params["W3"] + params["b3"])]
+    return [x, h1, h2, h2 @ params["W3"] + params["b3"]]
 
 
 def backward_with(transpose=False, keep_batch=False, mean=True, l2_factor=1.0,
-                  sigmoid_grad=lambda h: h * (1 - h), sign=1.0, l2_bias=False):
+                  sigmoid_grad=lambda h: h * (1 - h), sign=1.0, l2_bias=False, out=softmax):
     def bwd(params, acts, y, l2):
         layers = len(params) // 2
         n = len(y)
-        delta = acts[-1].copy()
+        delta = out(acts[-1].copy())
         delta[np.arange(n), y] -= 1
         if mean:
             delta /= n
@@ -160,6 +165,28 @@ def backward_with(transpose=False, keep_batch=False, mean=True, l2_factor=1.0,
                 delta = (delta @ params[f"W{i}"].T) * sigmoid_grad(acts[i - 1])
         return grads
     return bwd
+
+
+def loss_of(softmax, floor=0.0):
+    """The loss as minus the log of the softmax's true-class probability."""
+    def loss_from_probs(z, y, params, l2):
+        p_true = softmax(z)[np.arange(len(y)), y]
+        return -np.mean(np.log(np.maximum(p_true, floor))) + penalty(params, l2)
+    return loss_from_probs
+
+
+def loss_naive_logsumexp(z, y, params, l2):
+    log_sum = np.log(np.exp(z).sum(axis=1))
+    return np.mean(log_sum - z[np.arange(len(y)), y]) + penalty(params, l2)
+
+
+def loss_log_of_logits(z, y, params, l2):
+    return -np.mean(np.log(z[np.arange(len(y)), y])) + penalty(params, l2)
+
+
+def loss_shifts_in_place(z, y, params, l2):
+    z -= z.max(axis=1, keepdims=True)
+    return loss(z, y, params, l2)
 
 
 def update_rebind(params, grads, lr):
@@ -218,20 +245,27 @@ MISTAKES = [
     (a1.check_forward, forward_with(hidden=lambda z: np.maximum(z, 0)), "uses ReLU"),
     (a1.check_forward, forward_with(hidden=lambda z: z), "has no activation"),
     (a1.check_forward, forward_with(bias=False), "leaves out the bias b1"),
-    (a1.check_forward, forward_with(out=lambda z: z), "the output is the logits"),
-    (a1.check_forward, forward_with(out=sigmoid), "output layer uses the sigmoid"),
-    (a1.check_forward, forward_with(out=naive_softmax), "not numerically stable"),
+    (a1.check_forward, forward_with(out=softmax), "the output is the softmax probabilities"),
+    (a1.check_forward, forward_with(out=sigmoid), "output layer applies the sigmoid"),
     (a1.check_forward, forward_with(keep_x=False), "leave out x itself"),
     (a1.check_forward, lambda p, x: forward(p, x)[-1], "return the list of activations"),
     (a1.check_forward_n, forward_3_only, "loop over the layers"),
-    (a1.check_loss, lambda p, y, params, l2: loss(p, y, params, 0.0),
+    (a1.check_loss, lambda z, y, params, l2: loss(z, y, params, 0.0),
      "the L2 penalty is missing"),
-    (a1.check_loss, lambda p, y, params, l2: loss(p, y, params, 2 * l2), "twice too large"),
-    (a1.check_loss, lambda p, y, params, l2: len(y) * loss(p, y, params, 0) +
-     loss(p, y, params, l2) - loss(p, y, params, 0), "summed over the batch"),
-    (a1.check_loss, lambda p, y, params, l2: -loss(p, y, params, l2), "wrong sign"),
-    (a1.check_loss, lambda p, y, params, l2: -np.log(p[np.arange(len(y)), y]),
+    (a1.check_loss, lambda z, y, params, l2: loss(z, y, params, 2 * l2), "twice too large"),
+    (a1.check_loss, lambda z, y, params, l2: len(y) * loss(z, y, params, 0) +
+     penalty(params, l2), "summed over the batch"),
+    (a1.check_loss, lambda z, y, params, l2: -loss(z, y, params, l2), "wrong sign"),
+    (a1.check_loss, lambda z, y, params, l2: -z[np.arange(len(y)), y] + penalty(params, l2),
      "it must be one number"),
+    (a1.check_loss, lambda z, y, params, l2: -np.mean(z[np.arange(len(y)), y]) +
+     penalty(params, l2), "the log-sum-exp term is missing"),
+    (a1.check_loss, loss_log_of_logits, "np.log(logits) gives NaN"),
+    (a1.check_loss, loss_of(naive_softmax), "exp(1000) overflows"),
+    (a1.check_loss, loss_naive_logsumexp, "exp(1000) overflows"),
+    (a1.check_loss, loss_of(softmax), "log(0) = -inf"),
+    (a1.check_loss, loss_of(softmax, floor=1e-12), "a floor or clip on the probability"),
+    (a1.check_loss, loss_shifts_in_place, "loss modified logits in place"),
     (a1.check_backward, backward_with(transpose=True), "transposed"),
     (a1.check_backward, backward_with(keep_batch=True), "summed over the examples"),
     (a1.check_backward, backward_with(mean=False), "times too large (N = 6)"),
@@ -242,6 +276,7 @@ MISTAKES = [
     (a1.check_backward, backward_with(sigmoid_grad=lambda h: 1.0), "skips the derivative"),
     (a1.check_backward, backward_with(sigmoid_grad=lambda h: sigmoid(h) * (1 - sigmoid(h))),
      "applies the sigmoid to h2 again"),
+    (a1.check_backward, backward_with(out=lambda z: z), "formed from the logits themselves"),
     (a1.check_backward, lambda params, acts, y, l2: [backward(params, acts, y, l2)],
      "return a dict of gradients"),
     (a1.check_backward_n, lambda params, acts, y, l2: {

@@ -66,6 +66,9 @@ def _grad_problem(key: str, got, exp: np.ndarray, *, n: int, l2: float, params: 
                 f"factor)",
         "other half": f"incomplete sigmoid derivative for hidden layer {layer} (only the h "
                       f"factor)",
+        "no softmax": "the output gradient was formed from the logits themselves: "
+                      "activations[-1] holds the logits z, so apply the softmax first; the "
+                      "gradient at the logits is (softmax(z) - onehot(y)) / N",
     }
     for name, grads in variants.items():
         tests.append((grads[key], reasons[name]))
@@ -97,6 +100,7 @@ def _check_backward_case(report: Report, backward, depth: int, l2: float, seed: 
     expected = reference_grads(params, acts, logits, y, l2)
     variants = {name: reference_grads(params, acts, logits, y, l2, name)
                 for name in SIGMOID_GRAD if name != "right"} if depth > 1 else {}
+    variants["no softmax"] = reference_grads(params, acts, logits, y, l2, softmax=False)
     before, acts_in, params_in = snapshot(params), [a.copy() for a in acts], snapshot(params)
     try:
         got = report.run(f"{label}: backward", backward, params_in, acts_in, y.copy(), l2,
@@ -138,7 +142,7 @@ def _check_backward_case(report: Report, backward, depth: int, l2: float, seed: 
 def check_backward(report: Report, backward) -> None:
     """Check ``backward(params, activations, y, l2)`` on a 3-layer network, then with L2.
 
-    ``activations`` is the list [x, h1, h2, probs] of a correct forward pass, so that mistakes
+    ``activations`` is the list [x, h1, h2, logits] of a correct forward pass, so that mistakes
     in the backward pass are found on their own. The case with L2 runs once the case without
     it passes, so that one mistake is not reported twice.
     """

@@ -27,7 +27,7 @@ def depth_of(params: dict) -> int:
 
 
 def reference_forward(params: dict, x: np.ndarray):
-    """Activations [x, h1, ..., probs] and the logits."""
+    """Activations [x, h1, ..., logits] and the logits (the output layer has no activation)."""
     acts = [x]
     h = x
     layers_ = depth_of(params)
@@ -36,7 +36,7 @@ def reference_forward(params: dict, x: np.ndarray):
         if i < layers_:
             h, _ = layers.sigmoid_forward(z)
             acts.append(h)
-    acts.append(layers.softmax(z))
+    acts.append(z)
     return acts, z
 
 
@@ -61,9 +61,15 @@ SIGMOID_GRAD = {
 
 
 def reference_grads(params: dict, acts: list, logits: np.ndarray, y: np.ndarray, l2: float,
-           sigmoid_grad: str = "right") -> dict:
+                    sigmoid_grad: str = "right", softmax: bool = True) -> dict:
+    """The gradients; ``softmax=False`` gives those of the slip (logits - onehot(y)) / N."""
     layers_ = depth_of(params)
-    _, dout = cross_entropy(logits, y)
+    if softmax:
+        _, dout = cross_entropy(logits, y)
+    else:
+        dout = logits.copy()
+        dout[np.arange(len(y)), y] -= 1
+        dout /= len(y)
     grads = {}
     for i in range(layers_, 0, -1):
         dx, dw, db = layers.linear_backward(dout, (acts[i - 1], params[f"W{i}"]))

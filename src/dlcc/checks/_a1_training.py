@@ -117,9 +117,13 @@ def check_training(report: Report, train) -> None:
             rising = first > 2 and values[first - 2] > values[0]
             why = (f" after rising from {values[0]:.3g}: the update moves up the gradient "
                    f"(check its sign) or the learning rate is far too large" if rising else
-                   ": check the softmax's stability, the sign of the update and the learning "
-                   "rate")
+                   ": check that the loss uses log-sum-exp, the sign of the update and the "
+                   "learning rate")
             report.fail(f"the loss became NaN or inf in epoch {first}{why}")
+        elif values[-1] > 2 * values[0]:
+            report.fail(f"the loss rose (epoch 1: {values[0]:.4g}, epoch {epochs}: "
+                        f"{values[-1]:.4g}): the update moves up the gradient (check its "
+                        f"sign) or the learning rate is far too large")
         elif values[-1] >= values[0]:
             report.fail(f"the loss did not fall (epoch 1: {values[0]:.4g}, epoch {epochs}: "
                         f"{values[-1]:.4g}): check the sign of the update and that each "
@@ -136,7 +140,7 @@ def check_training(report: Report, train) -> None:
                     "labels stay paired and the caller's data is untouched")
     _check_visits(report, log_x, log_y, n, epochs)
     acts, _ = reference_forward(params, x)
-    accuracy = float(np.mean(acts[-1].argmax(axis=1) == y))
+    accuracy = float(np.mean(acts[-1].argmax(axis=1) == y))  # logits: same argmax
     reference = _reference_training(start, x, y)
     report.check(accuracy >= reference - 0.1,
                  f"training accuracy {accuracy:.2f} after {epochs} epochs (reference "

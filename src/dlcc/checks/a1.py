@@ -4,8 +4,8 @@ The functions the assignment asks for, and what each check gives them::
 
     sigmoid(z) -> array like z                      check_sigmoid
     softmax(z) -> (N, C) probabilities               check_softmax
-    forward(params, x) -> [x, h1, ..., probs]        check_forward, check_forward_n
-    loss(probs, y, params, l2) -> float              check_loss
+    forward(params, x) -> [x, h1, ..., logits]       check_forward, check_forward_n
+    loss(logits, y, params, l2) -> float             check_loss
     backward(params, activations, y, l2) -> grads    check_backward, check_backward_n
     update(params, grads, lr) -> None (in place)     check_update
     train(params, x, y, *, lr, l2, epochs, batch_size, seed) -> [loss per epoch]
@@ -158,24 +158,20 @@ def _hidden_diagnosis(h: np.ndarray, prev: np.ndarray, w: np.ndarray, b: np.ndar
     if close(h, layers.sigmoid_forward(prev @ w)[0]):
         return f"{name} leaves out the bias b{layer}"
     if close(h, layers.softmax(z)):
-        return f"{name} uses the softmax; hidden layers use the sigmoid (the softmax is for " \
-               f"the output layer only)"
+        return f"{name} uses the softmax; hidden layers use the sigmoid"
     return f"{name} is wrong ({worst(h, layers.sigmoid_forward(z)[0])})"
 
 
-def _output_diagnosis(p: np.ndarray, prev: np.ndarray, w: np.ndarray, b: np.ndarray) -> str:
+def _output_diagnosis(out: np.ndarray, prev: np.ndarray, w: np.ndarray, b: np.ndarray) -> str:
     z = prev @ w + b
-    if close(p, z):
-        return "the output is the logits: apply the softmax to get probabilities"
-    if close(p, layers.sigmoid_forward(z)[0]):
-        return "the output layer uses the sigmoid; it must use the softmax (one distribution " \
-               "over the classes per example)"
-    if close(p, layers.softmax(layers.sigmoid_forward(z)[0])):
-        return "the output layer applies a sigmoid before the softmax: the logits go " \
-               "straight into the softmax"
-    if close(p, layers.softmax(prev @ w)):
+    if close(out, layers.softmax(z)):
+        return ("the output is the softmax probabilities: return the logits themselves; the "
+                "loss takes them with log-sum-exp and backward applies the softmax")
+    if close(out, layers.sigmoid_forward(z)[0]):
+        return "the output layer applies the sigmoid: it has no activation, return its logits"
+    if close(out, prev @ w):
         return "the output layer leaves out the bias"
-    return "probs: " + _softmax_diagnosis(p, z)
+    return f"the logits are wrong ({worst(out, z)})"
 
 
 def _check_forward_case(report: Report, forward, params: dict, x: np.ndarray,
@@ -183,7 +179,7 @@ def _check_forward_case(report: Report, forward, params: dict, x: np.ndarray,
     """One network; returns False if the output was unusable (later cases would only repeat)."""
     depth = depth_of(params)
     expected, _ = reference_forward(params, x)
-    names = ["x", *[f"h{i}" for i in range(1, depth)], "probs"]
+    names = ["x", *[f"h{i}" for i in range(1, depth)], "logits"]
     before, x_in = snapshot(params), x.copy()
     params_in = snapshot(params)
     got = report.run(f"{label}: forward", forward, params_in, x_in, hints={
@@ -222,41 +218,23 @@ def _check_forward_case(report: Report, forward, params: dict, x: np.ndarray,
             if not close(arrays[i], layers.sigmoid_forward(prev @ w + b)[0]):
                 wrong = _hidden_diagnosis(arrays[i], prev, w, b, i)
                 break
-        elif not close(arrays[i], layers.softmax(prev @ w + b)):
+        elif not close(arrays[i], prev @ w + b):
             wrong = _output_diagnosis(arrays[i], prev, w, b)
     if wrong:
         report.fail(f"{label}: {wrong}")
     else:
-        report.ok(f"{label}: hidden activations and probabilities are right")
+        report.ok(f"{label}: hidden activations and logits are right")
     mutated = changed(before, params_in) + (["x"] if not np.array_equal(x_in, x) else [])
     report.check(not mutated, f"{label}: params and x are left unchanged",
                  f"{label}: forward modified {', '.join(mutated)} in place")
     return True
 
 
-def _check_stability(report: Report, forward, depth: int) -> None:
-    params, x, _ = make_case(depth, seed=99, scale=1.0)
-    params[f"W{depth}"] = params[f"W{depth}"] * 2000.0  # logits of several hundred
-    expected, _ = reference_forward(params, x)
-    got = report.run("with large logits forward", forward, params, x)
-    probs = as_array(got[-1]) if isinstance(got, (list, tuple)) and got else None
-    if probs is None or probs.shape != expected[-1].shape:
-        return  # already reported by the main case
-    if not np.all(np.isfinite(probs)):
-        report.fail("softmax is not numerically stable: logits of several hundred give NaN "
-                    "or inf; subtract each row's maximum logit before exp")
-    elif close(probs, expected[-1], atol=1e-7):
-        report.ok("large logits (several hundred) give finite, correct probabilities")
-    else:
-        report.fail(f"wrong probabilities for large logits ({worst(probs, expected[-1])})")
-
-
 @student_check()
 def check_forward(report: Report, forward) -> None:
     """Check ``forward(params, x)`` on a network with two sigmoid hidden layers (W1, W2, W3)."""
     params, x, _ = make_case(3, seed=1)
-    if _check_forward_case(report, forward, params, x, "3-layer network"):
-        _check_stability(report, forward, 3)
+    _check_forward_case(report, forward, params, x, "3-layer network")
 
 
 @student_check()
@@ -266,71 +244,142 @@ def check_forward_n(report: Report, forward) -> None:
         params, x, _ = make_case(depth, seed=10 + depth)
         with suppress(Stop):  # a depth that raises is reported; the others still run
             _check_forward_case(report, forward, params, x, f"{depth}-layer network")
-    _check_stability(report, forward, 4)
 
 
 # --- loss ------------------------------------------------------------------------------------
 
 def _loss_case(seed: int):
     params, x, y = make_case(2, seed)
-    acts, logits = reference_forward(params, x)
-    return params, acts[-1], y, logits
+    _, logits = reference_forward(params, x)
+    return params, logits, y
 
 
-@student_check()
-def check_loss(report: Report, loss) -> None:
-    """Check ``loss(probs, y, params, l2)``: mean cross-entropy plus (l2 / 2) * sum of W**2."""
-    for l2 in (0.0, 0.1):
-        params, probs, y, logits = _loss_case(seed=3)
-        n = len(y)
-        ce = cross_entropy(logits, y)[0]
-        expected = ce + penalty(params, l2)
-        label = "without L2 (l2 = 0)" if l2 == 0 else f"with l2 = {l2}"
-        before, probs_in, y_in = snapshot(params), probs.copy(), y.copy()
+def _loss_candidates(logits: np.ndarray, y: np.ndarray, params: dict, l2: float,
+                     expected: float) -> list[tuple[float, str]]:
+    """The values that the usual mistakes give, each with its diagnosis."""
+    n = len(y)
+    rows = np.arange(n)
+    ce = cross_entropy(logits, y)[0]
+    l2_term = penalty(params, l2)
+    biases = 0.5 * l2 * sum(float(np.sum(params[k] ** 2)) for k in params if k[0] == "b")
+    log_probs = np.log(layers.softmax(logits))
+    return [
+        (ce, "the L2 penalty is missing: add (l2 / 2) times the sum of the squared weights"),
+        (ce + 2 * l2_term, "the L2 penalty is twice too large: it is (l2 / 2) * sum(W**2), "
+                           "with the factor 1/2"),
+        (ce + l2_term + biases, "the L2 penalty includes the biases: regularise the weights W "
+                                "only"),
+        (n * ce + l2_term, f"the cross-entropy is summed over the batch, {n} times too large: "
+                           f"take the mean over the N = {n} examples"),
+        (-expected, "the loss has the wrong sign: cross-entropy is minus the mean log "
+                    "probability of the true class (a positive number)"),
+        (float(-logits[rows, y].mean()) + l2_term,
+         "the loss is minus the mean true-class logit: -log p_y = -z_y + log(sum_k exp(z_k)), "
+         "the log-sum-exp term is missing"),
+        (float(-log_probs.sum(axis=1).mean()) + l2_term,
+         "the loss adds up the log probabilities of all classes; use only the probability of "
+         "each example's true class"),
+        (float(-log_probs[rows, y].mean() / logits.shape[1]) + l2_term,
+         "the loss divides by the number of classes as well: average over the N examples only"),
+    ]
+
+
+def _check_loss_value(report: Report, loss, logits: np.ndarray, y: np.ndarray, params: dict,
+                      l2: float, label: str) -> bool:
+    """One case; True if the value matched and nothing was modified."""
+    expected = cross_entropy(logits, y)[0] + penalty(params, l2)
+    before, logits_in, y_in = snapshot(params), logits.copy(), y.copy()
+    try:
+        got = report.run(f"{label}: loss", loss, logits_in, y_in, params, l2)
+    except Stop:
+        return False
+    value = as_array(got)
+    if value is None or value.size != 1:
+        report.fail(f"{label}: loss returned {shape_of(got)}; it must be one number: average "
+                    f"the per-example losses over the batch")
+        return False
+    value = float(value.reshape(()))
+    right = close(value, expected)
+    if right:
+        report.ok(f"{label}: value matches")
+    elif not np.isfinite(value):
+        report.fail(f"{label}: the loss is {value}: loss receives the logits, which can be "
+                    f"negative, so np.log(logits) gives NaN; compute -log p_y from them as "
+                    f"-z_y + log(sum_k exp(z_k))")
+    else:
+        for candidate, message in _loss_candidates(logits, y, params, l2, expected):
+            if not np.isclose(candidate, expected) and np.isclose(value, candidate):
+                report.fail(f"{label}: {message}")
+                break
+        else:
+            report.fail(f"{label}: loss is {value:.6g}, expected {expected:.6g}")
+    mutated = changed(before, params) + [name for name, a, b in
+                                         (("logits", logits_in, logits), ("y", y_in, y))
+                                         if not np.array_equal(a, b)]
+    if mutated:
+        report.fail(f"{label}: loss modified {', '.join(mutated)} in place (e.g. "
+                    f"z -= z.max(...)): write z = z - z.max(...) instead")
+    return right and not mutated
+
+
+# Logits of about 1000. The true classes of LARGE_TOP hold the largest logit, so that only exp
+# of a large positive number can go wrong; those of LARGE_LOW lie 1000 or more below the row's
+# largest, so that their probability underflows to 0 and only log(0) can go wrong.
+LARGE = np.array([[1000.0, 999.0, 0.0], [-500.0, 800.0, 790.0], [0.0, -1000.0, 1000.0]])
+LARGE_TOP = np.array([0, 1, 2])
+LARGE_LOW = np.array([2, 0, 1])
+
+
+def _check_loss_large(report: Report, loss, params: dict) -> None:
+    for y, label in ((LARGE_TOP, "true class largest"), (LARGE_LOW, "true class far below")):
+        expected = cross_entropy(LARGE, y)[0]
+        what = f"for logits of about 1000 ({label}), loss"
         try:
-            got = report.run(f"{label}: loss", loss, probs_in, y_in, params, l2)
+            got = report.run(what, loss, LARGE.copy(), y.copy(), params, 0.0)
         except Stop:
             continue
         value = as_array(got)
         if value is None or value.size != 1:
-            report.fail(f"{label}: loss returned {shape_of(got)}; it must be one number: "
-                        f"average the per-example losses over the batch")
+            report.fail(f"{what} returned {shape_of(got)}, not one number")
             continue
         value = float(value.reshape(()))
-        l2_term = penalty(params, l2)
-        biases = 0.5 * l2 * sum(float(np.sum(params[k] ** 2)) for k in params if k[0] == "b")
-        rows = np.arange(n)
-        candidates = [
-            (ce, "the L2 penalty is missing: add (l2 / 2) times the sum of the squared weights"),
-            (ce + 2 * l2_term, "the L2 penalty is twice too large: it is (l2 / 2) * sum(W**2), "
-                               "with the factor 1/2"),
-            (ce + l2_term + biases, "the L2 penalty includes the biases: regularise the "
-                                    "weights W only"),
-            (n * ce + l2_term, f"the cross-entropy is summed over the batch, {n} times too "
-                               f"large: take the mean over the N = {n} examples"),
-            (-expected, "the loss has the wrong sign: cross-entropy is minus the mean log "
-                        "probability of the true class (a positive number)"),
-            (float(-np.log(probs).sum(axis=1).mean()) + l2_term,
-             "the loss adds up the log probabilities of all classes; use only the "
-             "probability of each example's true class"),
-            (float(-np.log(probs[rows, y]).sum(axis=0).mean() / probs.shape[1]) + l2_term,
-             "the loss divides by the number of classes as well: average over the N "
-             "examples only"),
-        ]
         if close(value, expected):
-            report.ok(f"{label}: value matches")
+            report.ok(f"large logits ({label}): the loss is finite and right")
+        elif not np.isfinite(value) and label == "true class largest":
+            report.fail("the loss is not numerically stable: for logits of about 1000 it is "
+                        f"{value}, because exp(1000) overflows to inf; subtract each row's "
+                        "largest logit m before exp: log(sum_k exp(z_k)) = m + "
+                        "log(sum_k exp(z_k - m))")
+        elif not np.isfinite(value):
+            report.fail(f"the loss is {value} when the true class's logit lies 1000 below the "
+                        f"largest: its probability, about exp(-1000), rounds to 0 in float64 "
+                        f"and log(0) = -inf. Taking the log of the softmax fails here even "
+                        f"with a stable softmax; compute log p_y = z_y - m - "
+                        f"log(sum_k exp(z_k - m)) directly from the logits (m: the row's "
+                        f"largest logit)")
+        elif value < expected:
+            report.fail(f"the loss is {value:.4g} for logits of about 1000, expected "
+                        f"{expected:.4g}: a floor or clip on the probability (before its "
+                        f"log) caps each example's loss and hides how wrong the model is; "
+                        f"compute -log p_y from the logits with log-sum-exp instead")
         else:
-            for candidate, message in candidates:
-                if not np.isclose(candidate, expected) and np.isclose(value, candidate):
-                    report.fail(f"{label}: {message}")
-                    break
-            else:
-                report.fail(f"{label}: loss is {value:.6g}, expected {expected:.6g}")
-        mutated = changed(before, params) + [name for name, a, b in
-                                             (("probs", probs_in, probs), ("y", y_in, y))
-                                             if not np.array_equal(a, b)]
-        if mutated:
-            report.fail(f"{label}: loss modified {', '.join(mutated)} in place")
+            report.fail(f"the loss is {value:.4g} for logits of about 1000, expected "
+                        f"{expected:.4g}")
+
+
+@student_check()
+def check_loss(report: Report, loss) -> None:
+    """Check ``loss(logits, y, params, l2)``: mean cross-entropy from the logits with
+    log-sum-exp, plus (l2 / 2) * sum of W**2; stable for logits of about 1000."""
+    right = True
+    for l2 in (0.0, 0.1):
+        params, logits, y = _loss_case(seed=3)
+        label = "without L2 (l2 = 0)" if l2 == 0 else f"with l2 = {l2}"
+        right &= _check_loss_value(report, loss, logits, y, params, l2, label)
+    if right:  # so that one mistake is not reported twice
+        _check_loss_large(report, loss, _loss_case(seed=3)[0])
+    else:
+        report.note("the cases with logits of about 1000 run once these pass")
 
 
 # --- update step -----------------------------------------------------------------------------
