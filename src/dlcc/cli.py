@@ -162,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="pixels shared by neighbouring tiles (default: tile / 4)")
     predict.add_argument("--probabilities", action="store_true",
                          help="also write OUT/NAME_prob.tif (float32 foreground probability)")
+    predict.add_argument("--no-progress", action="store_true",
+                         help="no progress bar (for logs and notebooks)")
     return parser
 
 
@@ -398,7 +400,8 @@ def predict_command(args) -> int:
     written = predict_files(args.checkpoint, args.inputs, args.out,
                             batch_size=args.batch_size, device=get_device(args.device),
                             tile=args.tile, overlap=args.overlap,
-                            probabilities=args.probabilities)
+                            probabilities=args.probabilities,
+                            progress=not args.no_progress)
     print(f"wrote {len(written)} file(s) to {args.out}")
     return 0
 

@@ -355,7 +355,10 @@ def load_folder(root: str | Path, *, task: str | None = None, patch: int = 64, s
         kind = SegmentationPatches if segment else ClassImages
         datasets[split] = kind(images, targets, patch, seed=seed, train=split == "train")
     summary = [f"{found} folder {root}: {channels} channel(s), patch {patch}"]
-    for split, (images, targets, paths) in splits.items():
+    for split in ("train", *SPLITS):
+        if split not in splits:
+            continue
+        images, targets, paths = splits[split]
         sizes = sorted({f"{im.shape[-2]}x{im.shape[-1]}" for im in images})
         dtypes = sorted({str(_dtype(p)) for p in paths[:20]})
         line = (f"  {split:<5} {len(images)} image(s), {len(datasets[split])} "
