@@ -344,7 +344,7 @@ def _check_loss_large(report: Report, loss, params: dict) -> None:
             continue
         value = float(value.reshape(()))
         if close(value, expected):
-            report.ok(f"large logits ({label}): the loss is finite and right")
+            report.ok(f"logits of about 1000, {label}: finite and right")
         elif not np.isfinite(value) and label == "true class largest":
             report.fail("the loss is not numerically stable: for logits of about 1000 it is "
                         f"{value}, because exp(1000) overflows to inf; subtract each row's "
