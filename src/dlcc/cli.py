@@ -41,11 +41,11 @@ def _number(kind, low, inclusive=True):
 
 
 def _data(text: str) -> str:
-    """A built-in data set name, or an existing folder of images."""
+    """A built-in data set name, or a folder of images (a path: checked when it is read)."""
     import os
 
-    if text in DATASETS or os.path.isdir(text):
-        return text
+    if text in DATASETS or os.path.isdir(text) or "/" in text or os.sep in text:
+        return os.path.expanduser(text)
     raise argparse.ArgumentTypeError(
         f"invalid choice: {text!r} (choose from {', '.join(DATASETS)}, or give a folder of "
         "images: FOLDER/images + FOLDER/masks, or one folder a class)")
@@ -169,9 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def is_folder(data: str) -> bool:
     """Whether ``--data`` names a folder of the user's images, not a built-in data set."""
-    import os
-
-    return data not in DATASETS and os.path.isdir(data)
+    return data not in DATASETS
 
 
 def load_folder_data(args):
