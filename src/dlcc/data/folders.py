@@ -382,4 +382,4 @@ def _dtype(path: Path) -> np.dtype:
         with tifffile.TiffFile(path) as tif:
             return tif.series[0].dtype
     import imageio.v3 as iio
-    return iio.improps(path).dtype
+    return iio.imread(path).dtype
