@@ -12,7 +12,7 @@ import json
 import re
 import threading
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 import yaml
@@ -199,8 +199,14 @@ def check_launch_buttons(page, book, page_name):
     assert colab and binder, f"launch buttons missing: {hrefs}"
     assert colab[0] == (f"https://colab.research.google.com/github/{ORG_REPO}/blob/notebooks/"
                         f"{page_name}.ipynb")
-    assert binder[0] == (f"https://mybinder.org/v2/gh/{ORG_REPO}/notebooks"
-                         f"?urlpath=lab/tree/{page_name}.ipynb")
+    # Binder launches the stable environment branch, and nbgitpuller pulls the notebooks in.
+    launched, query = binder[0].split("?", 1)
+    assert launched == f"https://mybinder.org/v2/gh/{ORG_REPO}/binder-env"
+    (urlpath,) = parse_qs(query)["urlpath"]
+    assert urlpath.startswith("git-pull?"), urlpath
+    assert parse_qs(urlpath.removeprefix("git-pull?")) == {
+        "repo": [f"https://github.com/{ORG_REPO}"], "branch": ["notebooks"],
+        "urlpath": [f"lab/tree/{ORG_REPO.split('/')[1]}/{page_name}.ipynb"]}
     # The notebook the buttons open is the one generated from this page.
     notebook = book.html / "_sources" / f"{page_name}.ipynb"
     assert notebook.is_file(), f"no generated notebook for {page_name}"

@@ -2,6 +2,7 @@
 
 - Launch buttons (Colab, Binder) open the generated notebook on the ``notebooks`` branch,
   while the edit and source buttons keep pointing at the ``.md`` sources on the main branch.
+  Binder starts from a stable environment branch and pulls the notebooks with nbgitpuller.
 - The download button offers that same notebook (install cell included).
 - Every page gets a "Cite this page" box (BibTeX and APA) and ``citation_*`` meta tags.
 - ``dlcc_hide_solutions: true`` builds a student-facing site without any solution.
@@ -16,6 +17,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 from docutils import nodes
 
@@ -65,6 +67,9 @@ def _configure(app, config):
         baseurl=config.html_baseurl,
         commit=notebooks.current_commit(root) or "main",
     )
+    launch = config.html_theme_options.get("launch_buttons", {})
+    app.dlcc_binder = (launch.get("binderhub_url", "https://mybinder.org").rstrip("/"),
+                       launch.get("binder_env_branch", "binder-env"))
 
 
 # --- Solutions ------------------------------------------------------------------------------
@@ -108,12 +113,30 @@ def _fix_bibliography_roles(app, pagename, templatename, context, doctree):
                                                   '<div class="citation-list">')
 
 
+def binder_url(site: notebooks.Site, page: str, binderhub: str = "https://mybinder.org",
+               env_branch: str = "binder-env") -> str:
+    """Binder at the environment branch, told to git-pull the notebooks branch and open ``page``.
+
+    Binder builds one image per commit of the branch it launches, and the ``notebooks`` branch
+    gets a new commit on every deploy. ``env_branch`` moves only when the environment does
+    (the deploy workflow's ``binder-env`` job), so its image stays cached; nbgitpuller then
+    clones (or updates) the notebooks into ``~/REPO`` and JupyterLab opens the page there.
+    The ``git-pull?...`` path is itself a query, so it is encoded once more inside ``urlpath``.
+    """
+    repo = site.org_repo.split("/")[-1]
+    pull = urlencode({"repo": site.repo_url, "branch": site.notebooks_branch,
+                      "urlpath": f"lab/tree/{repo}/{page}.ipynb"})
+    return (f"{binderhub}/v2/gh/{site.org_repo}/{env_branch}"
+            f"?urlpath={quote('git-pull?' + pull, safe='')}")
+
+
 def _rewrite_buttons(app, pagename, templatename, context, doctree):
     """Runs after the theme's own handlers (priority 501) have built the header buttons."""
     if not _is_notebook(app, pagename):
         return
     site = app.dlcc_site
-    urls = {"Colab": site.colab_url(pagename), "Binder": site.binder_url(pagename)}
+    urls = {"Colab": site.colab_url(pagename),
+            "Binder": binder_url(site, pagename, *app.dlcc_binder)}
     for group in context.get("header_buttons", []):
         for button in group.get("buttons", []):
             if group.get("label") == "launch-buttons" and button.get("text") in urls:
