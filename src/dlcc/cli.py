@@ -352,6 +352,9 @@ def evaluate_folder(args, device) -> int:
     folder = Path(args.data or config["data"])
     if (folder / args.split).is_dir():
         folder = folder / args.split
+    elif args.data is None or Path(args.data).resolve() == Path(config["data"]).resolve():
+        print(f"note: {folder} has no {args.split}/ folder, so every image in it is scored, "
+              "training images included; keep a test/ folder for an honest score")
     print(f"checkpoint  {args.checkpoint} ({config['model']}, {config['task']})")
     norm = config["normalization"]
     if config["task"] == "segmentation":
