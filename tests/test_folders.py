@@ -8,6 +8,7 @@ import torch
 
 from dlcc.data.folders import (
     SegmentationPatches,
+    label_masks,
     load_folder,
     normalize,
     percentiles,
@@ -187,3 +188,13 @@ def test_non_image_files_are_ignored_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="ignoring 1 file.*notes.txt"):
         train, val, _, _ = load_folder(tmp_path, patch=16)
     assert len(train.images) + len(val.images) == 4
+
+
+def test_label_masks_binary_multiclass_and_bad_values(tmp_path):
+    paths = [tmp_path / "a.tif"]
+    masks, k = label_masks([np.array([[[0, 255], [255, 0]]], np.float32)], paths)
+    assert k == 1 and masks[0].max() == 1
+    masks, k = label_masks([np.array([[[0, 1], [2, 3]]], np.float32)], paths)
+    assert k == 4 and masks[0].max() == 3
+    with pytest.raises(ValueError, match="a multi-class mask the labels 0, 1, ..., K-1"):
+        label_masks([np.array([[[0, 1], [2.5, 3]]], np.float32)], paths)

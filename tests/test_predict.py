@@ -133,7 +133,7 @@ def test_classification_folder_writes_a_csv_and_a_confusion_matrix(tmp_path, cap
     assert "train 10 image(s)" in out and "5 bright, 5 dark" in out
     assert cli("predict", "--checkpoint", tmp_path / "run" / "best.pt",
                str(tmp_path / "data" / "*" / "0.png"), "--out", tmp_path / "pred") == 0
-    rows = list(csv.reader(open(tmp_path / "pred" / "predictions.csv")))
+    rows = list(csv.reader((tmp_path / "pred" / "predictions.csv").read_text().splitlines()))
     assert rows[0] == ["file", "class", "p_bright", "p_dark"] and len(rows) == 3
     assert all(r[1] in ("bright", "dark") and abs(float(r[2]) + float(r[3]) - 1) < 1e-5
                for r in rows[1:])
@@ -164,3 +164,31 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert cli("predict", "--checkpoint", tmp_path / "run" / "best.pt", tmp_path / "rgb.tif",
                "--out", tmp_path / "p") == 2
     assert "rgb.tif has 3 channel(s); the model was trained on 1" in capsys.readouterr().err
+
+
+def test_multiclass_label_masks_train_predict_and_evaluate(tmp_path, capsys):
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        labels = np.zeros((40, 40), np.uint8)
+        labels[5:15, 5 + i:20 + i] = 1
+        labels[25:35, 10:30 - i] = 2
+        image = (labels * 100 + rng.integers(0, 30, labels.shape)).astype(np.uint16)
+        tifffile.imwrite(root / "images" / f"m{i}.tif", image)
+        tifffile.imwrite(root / "masks" / f"m{i}_labels.tif", labels)
+    assert train(root, tmp_path / "run", "--epochs", 2) == 0
+    assert "label images with 3 classes" in capsys.readouterr().out
+    config = load_checkpoint(tmp_path / "run" / "best.pt")["config"]
+    assert config["num_classes"] == 3
+    assert cli("predict", "--checkpoint", tmp_path / "run" / "best.pt", root / "images",
+               "--out", tmp_path / "pred", "--probabilities", "--no-progress") == 0
+    labels = tifffile.imread(tmp_path / "pred" / "m0_mask.tif")
+    prob = tifffile.imread(tmp_path / "pred" / "m0_prob.tif")
+    assert labels.shape == (40, 40) and set(np.unique(labels)) <= {0, 1, 2}
+    assert prob.shape == (3, 40, 40) and np.allclose(prob.sum(0), 1, atol=1e-5)
+    assert (prob.argmax(0) == labels).all()
+    capsys.readouterr()
+    assert cli("evaluate", "--checkpoint", tmp_path / "run" / "best.pt") == 0
+    assert "mean of the foreground classes" in capsys.readouterr().out

@@ -141,9 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
         "predict", help="run a model trained on a folder over new images",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Load a checkpoint written by `train --data FOLDER` and predict every "
-                    "INPUT.\nSegmentation writes OUT/NAME_mask.tif (uint8, 255 = foreground, "
-                    "the input's size),\ncomputed on overlapping tiles blended smoothly, so "
-                    "any image size fits in memory;\nclassification writes "
+                    "INPUT.\nSegmentation writes OUT/NAME_mask.tif (uint8, 255 = foreground or "
+                    "the class label;\nthe input's size), computed on overlapping tiles "
+                    "blended smoothly, so any image size fits in memory;\nclassification "
+                    "writes "
                     "OUT/predictions.csv (file, class, one probability a class).",
         epilog="examples:\n"
                "  python -m dlcc predict --checkpoint runs/cells/best.pt new/*.tif --out pred\n"
@@ -212,12 +213,37 @@ def load_data(name: str, seed: int):
                               "num_classes": 10, "image_size": images.shape[-1]}
 
 
-def task_functions(task: str):
-    """Loss function and metrics for a task."""
+def class_dice(logits, masks) -> float:
+    """Mean Dice over the foreground classes 1..K-1 of label masks (N, 1, H, W), predicting
+    the class of largest logit; classes absent from both prediction and truth are skipped."""
+    import torch
+
+    pred, true = logits.argmax(1), masks[:, 0].long()
+    scores = []
+    for k in range(1, logits.shape[1]):
+        p, t = pred == k, true == k
+        total = p.sum() + t.sum()
+        if total:
+            scores.append(2 * (p & t).sum() / total)
+    return float(torch.stack(scores).mean()) if scores else 1.0
+
+
+def class_cross_entropy(logits, masks):
+    """Cross-entropy of logits (N, K, H, W) against label masks (N, 1, H, W)."""
+    from torch.nn import functional as F
+
+    return F.cross_entropy(logits, masks[:, 0].long())
+
+
+def task_functions(task: str, num_classes: int = 1):
+    """Loss function and metrics for a task (segmentation with ``num_classes`` > 1: label
+    masks, cross-entropy and the mean Dice of the foreground classes)."""
     from torch.nn import functional as F
 
     from dlcc import metrics
 
+    if task == "segmentation" and num_classes > 1:
+        return class_cross_entropy, {"dice": class_dice}
     if task == "segmentation":
         return metrics.DiceBCELoss(), {"dice": metrics.dice, "iou": metrics.iou}
     return F.cross_entropy, {"accuracy": metrics.accuracy}
@@ -292,7 +318,7 @@ def train_command(args) -> int:
                                  sampler=distributed.shard_sampler(val))
         model = distributed.wrap_model(model, device)
         optimizer = make_optimizer(args, model.parameters())
-        loss_fn, metrics = task_functions(spec["task"])
+        loss_fn, metrics = task_functions(spec["task"], spec["num_classes"])
         monitor = "val_dice" if spec["task"] == "segmentation" else "val_accuracy"
         config = {**{k: v for k, v in vars(args).items() if k != "func"}, "model": name,
                   "out": out, "device": str(device),
@@ -345,7 +371,13 @@ def evaluate_folder(args, device) -> int:
     is read whole, or its val/ or test/ subfolder where --split names one that exists."""
     import numpy as np
 
-    from dlcc.data.folders import normalize, read_classes, read_segmentation, resize
+    from dlcc.data.folders import (
+        label_masks,
+        normalize,
+        read_classes,
+        read_segmentation,
+        resize,
+    )
     from dlcc.predict import load_model, predict_tiled
 
     model, config = load_model(args.checkpoint, device)
@@ -357,14 +389,22 @@ def evaluate_folder(args, device) -> int:
               "training images included; keep a test/ folder for an honest score")
     print(f"checkpoint  {args.checkpoint} ({config['model']}, {config['task']})")
     norm = config["normalization"]
+    import torch
+
     if config["task"] == "segmentation":
         images, masks, paths = read_segmentation(folder)
+        masks, _ = label_masks(masks, paths)
         print(f"data        {folder} ({len(images)} images)")
         scores = []
         for image, mask, path in zip(images, masks, paths, strict=True):
             logits = predict_tiled(model, normalize(image, norm), tile=4 * config["patch"],
                                    overlap=config["patch"], batch_size=args.batch_size,
                                    device=device)
+            if config["num_classes"] > 1:  # label images: Dice only
+                dice = class_dice(torch.from_numpy(logits)[None], torch.from_numpy(mask)[None])
+                scores.append((dice, float("nan")))
+                print(f"  {path.name:<30} dice {dice:.4f} (mean of the foreground classes)")
+                continue
             pred, true = logits[0] > 0, mask[0] > 0
             inter, total = (pred & true).sum(), pred.sum() + true.sum()
             dice = 2 * inter / total if total else 1.0
@@ -375,8 +415,6 @@ def evaluate_folder(args, device) -> int:
         print(f"mean        dice {dice:.4f}  iou {iou:.4f}")
         return 0
     images, labels, paths, names = read_classes(folder, config["class_names"])
-    import torch
-
     x = torch.stack([resize(normalize(im, norm), config["patch"]) for im in images])
     with torch.no_grad():
         pred = torch.cat([model(x[i:i + args.batch_size].to(device)).argmax(1).cpu()

@@ -126,8 +126,9 @@ def predict_files(checkpoint, inputs: list[str], out: str | Path, *, batch_size:
                   progress: bool = True) -> list[Path]:
     """Predict every input; returns the files written (masks, or one ``predictions.csv``).
 
-    Segmentation writes ``OUT/NAME_mask.tif`` (uint8, 255 for foreground, the input's size)
-    and with ``probabilities`` also ``OUT/NAME_prob.tif`` (float32). ``tile`` defaults to
+    Segmentation writes ``OUT/NAME_mask.tif`` (uint8, the input's size: 255 for foreground,
+    or for K classes the label 0..K-1) and with ``probabilities`` also ``OUT/NAME_prob.tif``
+    (float32: the foreground probability, or K probabilities). ``tile`` defaults to
     four times the training patch, ``overlap`` to a quarter of the tile.
     """
     import tifffile
@@ -175,13 +176,18 @@ def predict_files(checkpoint, inputs: list[str], out: str | Path, *, batch_size:
         with _tqdm()(total=n_tiles, unit="tile", leave=False, disable=not progress) as tiles:
             logits = predict_tiled(model, image, tile=tile, overlap=overlap,
                                    batch_size=batch_size, device=device, progress=tiles)
-        p = torch.sigmoid(torch.from_numpy(logits[0])).numpy()
+        if len(logits) > 1:  # K classes: the label of largest logit, softmax probabilities
+            p = torch.softmax(torch.from_numpy(logits), dim=0).numpy()
+            labels = logits.argmax(0).astype(np.uint8)
+        else:
+            p = torch.sigmoid(torch.from_numpy(logits[0])).numpy()
+            labels = ((p > 0.5) * 255).astype(np.uint8)
         mask = out / f"{path.stem}_mask.tif"
-        tifffile.imwrite(mask, ((p > 0.5) * 255).astype(np.uint8))
+        tifffile.imwrite(mask, labels)
         written.append(mask)
         if probabilities:
             written.append(out / f"{path.stem}_prob.tif")
-            tifffile.imwrite(written[-1], p.astype(np.float32))
+            tifffile.imwrite(written[-1], p.astype(np.float32), photometric="minisblack")
         bar.update()
     bar.close()
     return written

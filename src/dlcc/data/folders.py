@@ -4,7 +4,9 @@ Two layouts, as people already keep them:
 
 - segmentation: ``DIR/images/NAME.tif`` with its mask ``DIR/masks/NAME.tif``; the mask may
   also be called ``NAME_mask``, ``NAME_masks``, ``NAME_label`` or ``NAME_labels``, with any
-  image suffix (:data:`MASK_SUFFIXES`). A mask pixel > 0 is foreground.
+  image suffix (:data:`MASK_SUFFIXES`). Masks holding two values (0 and 1, or 0 and 255) are
+  binary, foreground where > 0; masks holding more are label images 0, 1, ..., K-1 (K
+  classes, 0 the background) (:func:`label_masks`).
 - classification: ``DIR/CLASS/*``, one folder a class, named after it.
 
 ``DIR/val/`` and ``DIR/test/`` may hold the same layout; otherwise a seeded split by file
@@ -123,12 +125,29 @@ def detect_task(root: str | Path) -> str:
 
 
 def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    """The mask at ``path`` as float32 (1, H, W) in {0, 1}; its size must be ``shape``."""
+    """The mask at ``path`` as float32 (1, H, W) of its values; its size must be ``shape``."""
     mask = read_image(path)
     if mask.shape[-2:] != tuple(shape):
         raise ValueError(f"mask {path} is {mask.shape[-2]} x {mask.shape[-1]} but its image "
                          f"is {shape[0]} x {shape[1]}")
-    return (mask.max(axis=0, keepdims=True) > 0).astype(np.float32)
+    return mask.max(axis=0, keepdims=True)  # an RGB mask: any channel set
+
+
+def label_masks(masks: list[np.ndarray], paths: list[Path]) -> tuple[list[np.ndarray], int]:
+    """``(masks, num_classes)``: binary masks in {0, 1} with ``num_classes`` 1, or label
+    images 0..K-1 with ``num_classes`` K, from the values the masks hold."""
+    values = set()
+    for mask in masks:
+        values.update(np.unique(mask).tolist())
+    if len(values) <= 2:
+        return [(m > 0).astype(np.float32) for m in masks], 1
+    k = int(max(values)) + 1
+    if any(v != int(v) or v < 0 for v in values) or k > 256:
+        shown = sorted(values)[:8]
+        raise ValueError(f"masks in {paths[0].parent} hold the values {shown}...: a binary "
+                         "mask holds two values, a multi-class mask the labels 0, 1, ..., "
+                         "K-1 (at most 256)")
+    return masks, k
 
 
 def _check_channels(images: list[np.ndarray], paths: list[Path]) -> int:
@@ -348,6 +367,13 @@ def load_folder(root: str | Path, *, task: str | None = None, patch: int = 64, s
             path, shape = small[0]
             raise ValueError(f"--patch {patch} is larger than {path.name} ({shape[0]} x "
                              f"{shape[1]}): choose a patch no larger than the smallest side")
+    num_classes = len(names) if not segment else None
+    if segment:
+        all_masks, num_classes = label_masks([m for s in splits.values() for m in s[1]],
+                                             all_paths)
+        for split, (images, _, paths) in list(splits.items()):
+            splits[split] = (images, all_masks[:len(images)], paths)
+            all_masks = all_masks[len(images):]
     norm = percentiles(splits["train"][0])
     datasets = {}
     for split, (images, targets, _) in splits.items():
@@ -368,8 +394,9 @@ def load_folder(root: str | Path, *, task: str | None = None, patch: int = 64, s
             counts = np.bincount(targets, minlength=len(names))
             line += "; " + ", ".join(f"{c} {n}" for n, c in zip(names, counts, strict=True))
         summary.append(line)
-    spec = {"task": found, "in_channels": channels,
-            "num_classes": 1 if segment else len(names),
+    if segment and num_classes > 1:
+        summary.append(f"  masks: label images with {num_classes} classes (0 = background)")
+    spec = {"task": found, "in_channels": channels, "num_classes": num_classes,
             "image_size": patch, "patch": patch, "normalization": norm,
             "class_names": names, "summary": "\n".join(summary)}
     return datasets["train"], datasets["val"], datasets.get("test"), spec
