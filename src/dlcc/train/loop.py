@@ -54,20 +54,22 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class _Totals:
-    """Sample-weighted sums of the loss and metrics over one pass, kept on the device.
+    """Sample-weighted sums of the loss and metrics over one pass.
 
     :meth:`add` only queues the step's tensors, so the GPU never waits for the host;
-    :meth:`check` folds the queue into the sums with one synchronisation. With ``watch``
-    it also finds the first non-finite loss on any process (the flags are all-reduced, so
-    every process reaches the same verdict). ``fp16`` forgives what a gradient scaler
-    skips: a non-finite loss counts as divergence only after :data:`FP16_SKIP_LIMIT` in a
-    row, and skipped steps are left out of the means.
+    :meth:`check` brings the queue to the host in one transfer per quantity (one
+    synchronisation) and folds it into the sums, float64 Python numbers: a handful of tensor
+    operations per :data:`CHECK_EVERY` steps, which matters when steps are short. With
+    ``watch`` it also finds the first non-finite loss on any process (the flags are
+    all-reduced, so every process reaches the same verdict). ``fp16`` forgives what a
+    gradient scaler skips: a non-finite loss counts as divergence only after
+    :data:`FP16_SKIP_LIMIT` in a row, and skipped steps are left out of the means.
     """
 
     def __init__(self, metrics: dict[str, Metric], device, watch=False, fp16=False, run=0):
         self.metrics, self.device, self.watch, self.fp16 = metrics, device, watch, fp16
         self.queue: list = []
-        self.sums = torch.zeros(2 + len(metrics), dtype=torch.float64, device=device)
+        self.sums = [0.0] * (2 + len(metrics))  # loss, each metric, samples
         self.batches, self.run, self.last_loss = 0, run, math.nan  # run: non-finite in a row
 
     def add(self, loss: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
@@ -82,32 +84,39 @@ class _Totals:
         """Fold the queue into the sums; ``(batch, loss)`` if the run diverged there."""
         if not self.queue:
             return None
-        losses = torch.stack([loss.float() for loss, _, _ in self.queue]).double()
-        sizes = torch.tensor([n for _, n, _ in self.queue], dtype=torch.float64,
-                             device=self.device)
-        bad = ~torch.isfinite(losses)
-        rows = [[torch.as_tensor(v, dtype=torch.float64, device=self.device) for v in values]
-                for _, _, values in self.queue]
-        columns = [losses, *(torch.stack(column) for column in zip(*rows, strict=True))]
-        weights = torch.where(bad, 0.0, sizes) if self.fp16 else sizes
-        self.sums += torch.stack([*(torch.where(weights > 0, c * weights, 0.0).sum()
-                                    for c in columns), weights.sum()])
+        f64 = {"dtype": torch.float64, "device": self.device}
+        losses, sizes, values = zip(*self.queue, strict=True)
+        # A row per quantity (metrics may be floats or tensors), brought over in one transfer.
+        metrics = zip(*values, strict=True)  # one column per metric
+        rows = [torch.stack(losses).to(**f64),
+                *(torch.stack([torch.as_tensor(v, **f64) for v in column]) for column in metrics)]
+        columns = torch.stack(rows).tolist()
+        losses = columns[0]
+        bad = [not math.isfinite(loss) for loss in losses]
+        weights = [0 if self.fp16 and skipped else n for n, skipped in zip(sizes, bad, strict=True)]
+        for i, column in enumerate(columns):
+            self.sums[i] += sum(w * v for w, v in zip(weights, column, strict=True) if w > 0)
+        self.sums[-1] += sum(weights)
         start, self.queue = self.batches, []
         self.batches += len(losses)
         if not self.watch:
             return None
-        flags = torch.cat([bad.double(), losses[-1:].nan_to_num(posinf=0.0, neginf=0.0)])
-        *flags, last = all_reduce_sum(flags).tolist()  # the one synchronisation
+        flags, last = bad, losses[-1] if math.isfinite(losses[-1]) else 0.0
+        if get_world_size() > 1:  # the one collective
+            *flags, last = all_reduce_sum(torch.tensor([*flags, last], **f64)).tolist()
         self.last_loss = last / get_world_size()  # the mean over processes, for the bar
         for i, flag in enumerate(flags):
             self.run = self.run + 1 if flag else 0
             if self.run >= (FP16_SKIP_LIMIT if self.fp16 else 1):
-                return start + i + 1, losses[i].item()
+                return start + i + 1, losses[i]
         return None
 
     def means(self, prefix: str) -> tuple[dict[str, float], float]:
         """Averages over every sample seen by every process, and that number of samples."""
-        *totals, count = all_reduce_sum(self.sums.clone()).tolist()
+        *totals, count = self.sums
+        if get_world_size() > 1:
+            *totals, count = all_reduce_sum(torch.tensor(self.sums, dtype=torch.float64,
+                                                         device=self.device)).tolist()
         names = ["loss", *self.metrics]
         means = {f"{prefix}{n}": t / max(count, 1) for n, t in zip(names, totals, strict=True)}
         return means, count
@@ -168,6 +177,13 @@ def _new_history(epochs, scheduler_step, resume, checkpoint_dir, config, metrics
         raise ValueError(f"monitor_mode must be 'min', 'max' or None, got {monitor_mode!r}")
     return History(monitor=monitor,
                    mode=monitor_mode or ("min" if monitor.endswith("loss") else "max"))
+
+
+def _to_device(model: nn.Module, device: torch.device) -> None:
+    """``model.to(device)``, skipped when every tensor is already there (it walks them all)."""
+    tensors = [*model.parameters(), *model.buffers()]
+    if any(t.device != device for t in tensors):
+        model.to(device)
 
 
 def _length(loader) -> int | None:
@@ -263,7 +279,7 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn, optimizer, 
     device = get_device(device)
     dtype = resolve_amp(amp, device)
     cast = autocast(device, dtype)  # one context, entered every step
-    model.to(device)
+    _to_device(model, device)
     # A disabled scaler passes every call straight through, so one code path serves all dtypes.
     scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
