@@ -54,10 +54,6 @@ class Site:
         return (f"https://colab.research.google.com/github/{self.org_repo}/blob/"
                 f"{self.notebooks_branch}/{page}.ipynb")
 
-    def binder_url(self, page: str) -> str:
-        return (f"https://mybinder.org/v2/gh/{self.org_repo}/{self.notebooks_branch}"
-                f"?urlpath=lab/tree/{page}.ipynb")
-
     def page_url(self, page: str) -> str:
         return f"{self.baseurl}{page}.html"
 
