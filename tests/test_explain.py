@@ -2,12 +2,11 @@
 
 import pytest
 import torch
+from captum import attr as captum_attr
 from torch import nn
 
 from dlcc import explain
 from dlcc.data.clever_hans import clever_hans, scale_bar
-
-from captum import attr as captum_attr
 
 # float64 so that agreement is limited by the methods, not by rounding.
 TOL = dict(rtol=1e-6, atol=1e-8)
