@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlcc.scratch._checks import integer
+
 _STOCHASTIC = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
 
 
@@ -62,12 +64,6 @@ def _grad(model: nn.Module, x: torch.Tensor, target) -> torch.Tensor:
     return grad
 
 
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
 def saliency(model: nn.Module, x: torch.Tensor, target, abs: bool = True) -> torch.Tensor:
     """The gradient of the target logit with respect to the input (its magnitude by default)."""
     grad = _grad(_check_model(model), _check_x(x), target)
@@ -82,7 +78,7 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target, samples: int = 25,
     ``sigma`` is in the units of ``x``; Smilkov et al. suggest 10-20 % of the input's range.
     """
     model, x = _check_model(model), _check_x(x)
-    _positive_int("samples", samples)
+    integer("samples", samples)
     if not sigma >= 0:
         raise ValueError(f"sigma must be >= 0, got {sigma!r}")
     total = torch.zeros_like(x)
@@ -103,7 +99,7 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target, baseline=Non
     f(x) - f(x') up to the error of the sum, which falls like 1 / steps**2 for a smooth f.
     """
     model, x = _check_model(model), _check_x(x)
-    _positive_int("steps", steps)
+    integer("steps", steps)
     baseline = torch.zeros_like(x) if baseline is None else torch.as_tensor(
         baseline, dtype=x.dtype, device=x.device).expand_as(x)
     total = torch.zeros_like(x)
@@ -127,7 +123,7 @@ def occlusion(model: nn.Module, x: torch.Tensor, target, window: int | tuple[int
     stride = (h, w) if stride is None else stride
     sh, sw = (stride, stride) if isinstance(stride, int) else tuple(stride)
     for name, value in (("window", h), ("window", w), ("stride", sh), ("stride", sw)):
-        _positive_int(name, value)
+        integer(name, value)
     height, width = x.shape[-2:]
     if h > height or w > width:
         raise ValueError(f"window must fit in the image {height}x{width}, got {(h, w)}")
@@ -268,7 +264,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, step: fl
     iterate with the highest loss seen, so that more steps never make the attack weaker.
     """
     x, low, high = _check_attack(model, x, y, eps, bounds)
-    _positive_int("steps", steps)
+    integer("steps", steps)
     if not isinstance(step, (int, float)) or not 0 < step < math.inf:
         raise ValueError(f"step must be a finite number > 0, got {step!r}")
     delta = torch.zeros_like(x)
@@ -307,7 +303,7 @@ def adversarial_train(model: nn.Module, loader: Iterable, optimizer: torch.optim
     and in training mode to learn from it, and that switch is clearer written out. Returns the
     mean training loss of every epoch.
     """
-    _positive_int("epochs", epochs)
+    integer("epochs", epochs)
     losses = []
     for _ in range(epochs):
         total, n = 0.0, 0

@@ -28,6 +28,8 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import Dataset
 
+from dlcc.scratch._checks import integer
+
 SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 MASK_SUFFIXES = ("", "_mask", "_masks", "_label", "_labels")
 SPLITS = ("val", "test")
@@ -326,8 +328,7 @@ def load_folder(root: str | Path, *, task: str | None = None, patch: int = 64, s
         raise ValueError(f"--task {task}: {root} has the {found} layout "
                          "(images/ + masks/ is segmentation, one folder a class is "
                          "classification)")
-    if isinstance(patch, bool) or not isinstance(patch, int) or patch < 1:
-        raise ValueError(f"patch must be a positive integer, got {patch!r}")
+    integer("patch", patch)
     segment = found == "segmentation"
     names = None
     splits = {}

@@ -14,6 +14,8 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import Dataset
 
+from dlcc.scratch._checks import integer
+
 Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
@@ -51,8 +53,7 @@ def random_crop(x: torch.Tensor, generator: torch.Generator, padding: int = 4) -
     """
     batch, single = _as_batch(x)
     _check_generator(generator)
-    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-        raise ValueError(f"padding must be an integer >= 0, got {padding!r}")
+    integer("padding", padding, low=0)
     n, _, h, w = batch.shape
     padded = F.pad(batch, (padding,) * 4)
     top = torch.randint(0, 2 * padding + 1, (n, 1), generator=generator)

@@ -106,9 +106,7 @@ def multihead_forward(x_q, x_kv, Wq, Wk, Wv, Wo, num_heads, mask=None):
     the same array as x_q and x_kv. ``mask`` broadcasts to (N, Tq, Tk), shared by all heads.
     Returns out (N, Tq, Dout) and the cache; ``cache[-1]`` holds the weights (N, heads, Tq, Tk).
     """
-    if isinstance(num_heads, bool) or not isinstance(num_heads, (int, np.integer)) \
-            or num_heads < 1:
-        raise ValueError(f"num_heads must be a positive integer, got {num_heads!r}")
+    num_heads = _checks.integer("num_heads", num_heads)
     for name, a, n, layout in (("x_q", x_q, 3, "(N, Tq, Dq)"), ("x_kv", x_kv, 3, "(N, Tk, Dkv)"),
                                ("Wq", Wq, 2, "(Dq, E)"), ("Wk", Wk, 2, "(Dkv, E)"),
                                ("Wv", Wv, 2, "(Dkv, E)"), ("Wo", Wo, 2, "(E, Dout)")):
