@@ -12,6 +12,7 @@ from torch import nn
 
 from ._common import count_parameters, init_weights
 from .cnn import LeNet5, SmallCNN, conv_bn_relu
+from .generative import VAE, ConvAutoencoder, DCGANDiscriminator, DCGANGenerator, PatchDiscriminator
 from .mlp import MLP
 from .resnet import PreActBlock, ResNet
 from .sequence import Conv1dNet, RecurrentNet
@@ -23,6 +24,7 @@ __all__ = [
     "count_parameters", "init_weights", "MODELS", "build_model", "MLP_HIDDEN",
     "RecurrentNet", "Conv1dNet", "TransformerClassifier", "GPT", "ViT", "Block",
     "sinusoidal_positions",
+    "ConvAutoencoder", "VAE", "DCGANGenerator", "DCGANDiscriminator", "PatchDiscriminator",
 ]
 
 #: Hidden sizes of the MLP that ``build_model("mlp", ...)`` makes.
