@@ -12,6 +12,7 @@ from torch import nn
 
 from ._common import count_parameters, init_weights
 from .cnn import LeNet5, SmallCNN, conv_bn_relu
+from .diffusion import NoiseMLP, NoiseUNet, timestep_embedding
 from .generative import VAE, ConvAutoencoder, DCGANDiscriminator, DCGANGenerator, PatchDiscriminator
 from .mlp import MLP
 from .resnet import PreActBlock, ResNet
@@ -25,6 +26,7 @@ __all__ = [
     "RecurrentNet", "Conv1dNet", "TransformerClassifier", "GPT", "ViT", "Block",
     "sinusoidal_positions",
     "ConvAutoencoder", "VAE", "DCGANGenerator", "DCGANDiscriminator", "PatchDiscriminator",
+    "NoiseUNet", "NoiseMLP", "timestep_embedding",
 ]
 
 #: Hidden sizes of the MLP that ``build_model("mlp", ...)`` makes.
