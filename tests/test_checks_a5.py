@@ -45,11 +45,11 @@ def make_generator(use_label=True, tanh=True):
             super().__init__()
             self.embed = nn.Embedding(num_classes, 8)
             self.net = nn.Sequential(nn.Linear(latent_dim + 8, 64), nn.ReLU(),
-                                     nn.Linear(64, 64))
+                                     nn.Linear(64, 784))
 
         def forward(self, z, labels):
             e = self.embed(labels) if use_label else torch.zeros(len(z), 8)
-            out = self.net(torch.cat([z, e], dim=1)).view(-1, 1, 8, 8)
+            out = self.net(torch.cat([z, e], dim=1)).view(-1, 1, 28, 28)
             return torch.tanh(out) if tanh else out
     return ConditionalGenerator
 
@@ -58,8 +58,8 @@ def reparameterise(mu, logvar, eps):
     return mu + torch.exp(0.5 * logvar) * eps
 
 
-def negative_elbo(logits, x, mu, logvar):
-    rec = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+def negative_elbo(x, x_hat, mu, logvar):
+    rec = F.binary_cross_entropy(x_hat, x, reduction="none").flatten(1).sum(1)
     kl = 0.5 * (logvar.exp() + mu ** 2 - 1 - logvar).sum(1)
     return (rec + kl).mean()
 
@@ -202,8 +202,8 @@ def reparam_normal(mu, logvar, eps):
 
 
 def elbo(kl_sign=1.0, variance=False, pixel_mean=False, batch_sum=False):
-    def negative_elbo_(logits, x, mu, logvar):
-        bce_ = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1)
+    def negative_elbo_(x, x_hat, mu, logvar):
+        bce_ = F.binary_cross_entropy(x_hat, x, reduction="none").flatten(1)
         rec = bce_.mean(1) if pixel_mean else bce_.sum(1)
         var, log_var = (logvar, torch.log(logvar)) if variance else (logvar.exp(), logvar)
         kl = 0.5 * (var + mu ** 2 - 1 - log_var).sum(1)
@@ -212,8 +212,13 @@ def elbo(kl_sign=1.0, variance=False, pixel_mean=False, batch_sum=False):
     return negative_elbo_
 
 
-def elbo_item(logits, x, mu, logvar):
-    return negative_elbo(logits, x, mu, logvar).item()
+def elbo_item(x, x_hat, mu, logvar):
+    return negative_elbo(x, x_hat, mu, logvar).item()
+
+
+def elbo_with_logits(x, x_hat, mu, logvar):
+    rec = F.binary_cross_entropy_with_logits(x_hat, x, reduction="none").flatten(1).sum(1)
+    return (rec + 0.5 * (logvar.exp() + mu ** 2 - 1 - logvar).sum(1)).mean()
 
 
 def fgsm_no_sign(model, x, y, eps):
@@ -353,6 +358,7 @@ MISTAKES = [
     (a5.check_negative_elbo, elbo(pixel_mean=True), "averaged over pixels"),
     (a5.check_negative_elbo, elbo(batch_sum=True), "average it over the images"),
     (a5.check_negative_elbo, elbo_item, "return the tensor"),
+    (a5.check_negative_elbo, elbo_with_logits, "x_hat already holds probabilities"),
     (a5.check_fgsm, fgsm_no_sign, "eps times its sign"),
     (a5.check_fgsm, fgsm_no_clamp, "clamp them to the valid range"),
     (a5.check_fgsm, fgsm_descent, "lowers the loss"),

@@ -245,7 +245,7 @@ def check_generator_step(report: Report, generator_step) -> None:
 @student_check("your generator class")
 def check_conditional_generator(report: Report, generator_cls) -> None:
     """Check ``ConditionalGenerator(latent_dim=16, num_classes=10)``: ``G(z, labels)`` maps
-    latents (N, 16) and class indices (N,) to images (N, 1, 8, 8) in [-1, 1], and the class
+    latents (N, 16) and class indices (N,) to images (N, 1, 28, 28) in [-1, 1], and the class
     changes the image."""
     torch.manual_seed(0)
     G = report.run("ConditionalGenerator(latent_dim=16, num_classes=10)", generator_cls,
@@ -259,11 +259,11 @@ def check_conditional_generator(report: Report, generator_cls) -> None:
     labels = torch.arange(10)
     with torch.no_grad():
         out = report.run("G(z, labels)", G, z, labels)
-        if not isinstance(out, torch.Tensor) or out.shape != (10, 1, 8, 8):
+        if not isinstance(out, torch.Tensor) or out.shape != (10, 1, 28, 28):
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            report.fail(f"G(z, labels) for 10 latents gave {got}, expected (10, 1, 8, 8)")
+            report.fail(f"G(z, labels) for 10 latents gave {got}, expected (10, 1, 28, 28)")
             return
-        report.ok("G(z, labels) gives images (10, 1, 8, 8)")
+        report.ok("G(z, labels) gives images (10, 1, 28, 28)")
         big = report.run("G(30 * z, labels)", G, 30 * z, labels)
         report.check(big.abs().max() <= 1 + 1e-6, "outputs stay in [-1, 1], the images' range",
                      f"outputs reach {big.abs().max():.3g} for large latents: the images are "
@@ -342,18 +342,17 @@ def _elbo_case():
     g = torch.Generator().manual_seed(4)
     x = torch.rand(4, 1, 3, 3, generator=g)
     x[0] = (x[0] > 0.5).float()
-    logits = torch.randn(4, 1, 3, 3, generator=g) * 2
+    x_hat = torch.sigmoid(torch.randn(4, 1, 3, 3, generator=g) * 2)
     mu, logvar, _ = _vae_case()
-    return logits, x, mu, logvar
+    return x, x_hat, mu, logvar
 
 
-def _elbo_variants(logits, x, mu, logvar) -> dict[str, torch.Tensor]:
-    bce = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1)
+def _elbo_variants(x, x_hat, mu, logvar) -> dict[str, torch.Tensor]:
+    bce = F.binary_cross_entropy(x_hat, x, reduction="none").flatten(1)
     rec = bce.sum(1)
     terms = torch.exp(logvar) + mu ** 2 - 1 - logvar
     kl = 0.5 * terms.sum(1)
-    twice = F.binary_cross_entropy_with_logits(torch.sigmoid(logits), x,
-                                               reduction="none").flatten(1).sum(1)
+    as_logits = F.binary_cross_entropy_with_logits(x_hat, x, reduction="none").flatten(1).sum(1)
     return {
         "right": (rec + kl).mean(),
         "the KL term has the wrong sign: the loss is reconstruction PLUS KL (the negative "
@@ -373,20 +372,25 @@ def _elbo_variants(logits, x, mu, logvar) -> dict[str, torch.Tensor]:
         "the KL term is averaged over the latent dimensions: sum it, like the reconstruction "
         "term": (rec + 0.5 * terms.mean(1)).mean(),
         "the loss is summed over the batch: average it over the images": (rec + kl).sum(),
-        "a sigmoid was applied before binary_cross_entropy_with_logits, which applies its "
-        "own: pass the decoder's logits": (twice + kl).mean(),
+        "x_hat went into binary_cross_entropy_with_logits, which applies a sigmoid first: "
+        "x_hat already holds probabilities (the decoder ends in a sigmoid), so use "
+        "F.binary_cross_entropy": (as_logits + kl).mean(),
+        "the arguments of the cross-entropy are swapped: F.binary_cross_entropy(x_hat, x), "
+        "prediction first, target second":
+            (F.binary_cross_entropy(x.clamp(1e-6, 1 - 1e-6), x_hat, reduction="none")
+             .flatten(1).sum(1) + kl).mean(),
     }
 
 
 @student_check()
 def check_negative_elbo(report: Report, negative_elbo) -> None:
-    """Check ``negative_elbo(logits, x, mu, logvar)``: per image, the Bernoulli
-    reconstruction loss summed over pixels (BCE with the decoder's logits) plus
-    KL(N(mu, exp(logvar)) || N(0, I)) summed over latent dimensions; mean over the batch, as
-    a tensor that can be backpropagated."""
-    logits, x, mu, logvar = _elbo_case()
-    leaves = [t.clone().requires_grad_(True) for t in (logits, mu, logvar)]
-    got = report.run("negative_elbo", negative_elbo, leaves[0], x, leaves[1], leaves[2])
+    """Check ``negative_elbo(x, x_hat, mu, logvar)``: per image, the Bernoulli
+    reconstruction loss summed over pixels (binary cross-entropy of the decoder's
+    probabilities ``x_hat`` against ``x``) plus KL(N(mu, exp(logvar)) || N(0, I)) summed over
+    latent dimensions; mean over the batch, as a tensor that can be backpropagated."""
+    x, x_hat, mu, logvar = _elbo_case()
+    leaves = [t.clone().requires_grad_(True) for t in (x_hat, mu, logvar)]
+    got = report.run("negative_elbo", negative_elbo, x, *leaves)
     if isinstance(got, (float, int)) and not isinstance(got, bool):
         report.fail("negative_elbo returned a Python number: return the tensor, so that "
                     "loss.backward() can train the VAE")
@@ -396,7 +400,7 @@ def check_negative_elbo(report: Report, negative_elbo) -> None:
         report.fail(f"negative_elbo returned {shape}; return one number (a 0-d tensor), the "
                     f"mean over the batch")
         return
-    variants = _elbo_variants(logits, x, mu, logvar)
+    variants = _elbo_variants(x, x_hat, mu, logvar)
     value = got.detach().reshape(())
     if torch.isnan(value):
         report.fail("the loss is NaN: the log of a negative number, probably "
@@ -410,5 +414,5 @@ def check_negative_elbo(report: Report, negative_elbo) -> None:
         report.fail(found or f"negative_elbo returned {value.item():.5g}, expected "
                              f"{variants['right'].item():.5g}")
     report.check(got.grad_fn is not None, "the loss can be backpropagated",
-                 "the loss does not depend on logits, mu and logvar in the graph (it was "
+                 "the loss does not depend on x_hat, mu and logvar in the graph (it was "
                  "detached or computed under no_grad)")

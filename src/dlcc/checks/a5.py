@@ -7,7 +7,7 @@ What the assignment asks for, and what each check gives it::
     generator_step(G, D, z, optimizer, labels=None) -> float  check_generator_step
     ConditionalGenerator(latent_dim=16, num_classes=10)        check_conditional_generator
     reparameterise(mu, logvar, eps) -> z                       check_reparameterise
-    negative_elbo(logits, x, mu, logvar) -> scalar tensor      check_negative_elbo
+    negative_elbo(x, x_hat, mu, logvar) -> scalar tensor       check_negative_elbo
     fgsm(model, x, y, eps) -> x_adv                            check_fgsm
     pgd(model, x, y, eps, step, steps) -> x_adv                check_pgd
     saliency(model, x, region) -> map the shape of x           check_saliency
