@@ -25,12 +25,12 @@ __all__ = ["linear_betas", "cosine_betas", "alpha_bar", "q_sample", "noise_loss"
 def linear_betas(steps: int, start: float | None = None, end: float | None = None) -> torch.Tensor:
     """Ho et al.'s schedule: ``steps`` betas evenly spaced from ``start`` to ``end`` (float64).
 
-    The defaults, ``0.1 / steps`` and ``20 / steps``, are the paper's 1e-4 and 0.02 for
-    T = 1000 scaled so that a shorter schedule destroys the signal just as completely.
+    The defaults, ``0.1 / steps`` and ``20 / steps`` (at most 0.999), are the paper's 1e-4 and
+    0.02 for T = 1000 scaled so that a shorter schedule destroys the signal just as completely.
     """
     positive_int("steps", steps)
     start = 0.1 / steps if start is None else start
-    end = 20 / steps if end is None else end
+    end = min(20 / steps, 0.999) if end is None else end
     if not 0 < start <= end < 1:
         raise ValueError(f"need 0 < start <= end < 1, got start={start}, end={end}")
     return torch.linspace(start, end, steps, dtype=torch.float64)
@@ -147,10 +147,12 @@ def sample(model: nn.Module, shape: tuple[int, ...], alpha_bar: torch.Tensor,
     if clip is not None and clip <= 0:
         raise ValueError(f"clip must be positive or None, got {clip}")
     taus = _timesteps(len(alpha_bar), steps)
-    device = next(model.parameters()).device
+    weight = next(model.parameters())
+    device, dtype = weight.device, weight.dtype
     was_training = model.training
     model.eval()
-    x = torch.randn(shape, generator=generator).to(device)  # x_T
+    # Drawn in float32 on the CPU whatever the model: one seed, the same samples everywhere.
+    x = torch.randn(shape, generator=generator).to(device, dtype)  # x_T
     for i in reversed(range(len(taus))):
         a = alpha_bar[taus[i]].item()
         a_prev = alpha_bar[taus[i - 1]].item() if i > 0 else 1.0
@@ -163,7 +165,7 @@ def sample(model: nn.Module, shape: tuple[int, ...], alpha_bar: torch.Tensor,
         var = eta ** 2 * (1 - a_prev) / (1 - a) * (1 - a / a_prev)
         x = math.sqrt(a_prev) * x0 + math.sqrt(1 - a_prev - var) * eps
         if var > 0:
-            x = x + math.sqrt(var) * torch.randn(shape, generator=generator).to(device)
+            x = x + math.sqrt(var) * torch.randn(shape, generator=generator).to(device, dtype)
     model.train(was_training)
     return x
 
