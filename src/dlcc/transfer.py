@@ -110,8 +110,8 @@ def sampled_loader(dataset: Dataset, batch_size: int, batches: int, *,
 
 
 def linear_probe(train_features: torch.Tensor, labels: torch.Tensor, num_classes: int, *,
-                 epochs: int = 30, lr: float = 1e-2, weight_decay: float = 1e-3,
-                 batch_size: int = 32, batches: int = 6, seed: int = 0) -> nn.Linear:
+                 epochs: int = 4, lr: float = 1e-2, weight_decay: float = 1e-3,
+                 batch_size: int = 32, batches: int = 30, seed: int = 0) -> nn.Linear:
     """A linear classifier (softmax regression) trained with :func:`dlcc.train.fit` and Adam
     on fixed ``train_features`` (n, D) and integer ``labels`` (n,): the linear probe."""
     if not isinstance(train_features, torch.Tensor) or train_features.ndim != 2:
