@@ -72,6 +72,15 @@ def _configure(app, config):
                        launch.get("binder_env_branch", "binder-env"))
 
 
+def _singlehtml_like_html(app):
+    """The PDF is printed from the ``singlehtml`` build. sphinx-exercise registers its nodes for
+    ``singlehtml`` by name, and then Sphinx looks that builder's node visitors up by name only,
+    missing every node other extensions (sphinx-design's cards) registered for ``html``."""
+    if app.builder.name == "singlehtml":
+        handlers = app.registry.translation_handlers
+        handlers["singlehtml"] = {**handlers.get("html", {}), **handlers.get("singlehtml", {})}
+
+
 # --- Solutions ------------------------------------------------------------------------------
 
 def _drop_solution_cells(app, doctree):
@@ -220,6 +229,7 @@ def _export_notebooks(app, exception):
 def setup(app):
     app.add_config_value("dlcc_hide_solutions", False, "env", types=[bool])
     app.connect("config-inited", _configure)
+    app.connect("builder-inited", _singlehtml_like_html)
     app.connect("doctree-read", _drop_solution_cells)
     app.connect("write-started", number_per_page)
     app.connect("html-page-context", _rewrite_buttons, priority=502)
