@@ -16,6 +16,7 @@ from dlcc.generative.diffusion import (
     alpha_bar,
     cosine_betas,
     ddim_sample,
+    denoise,
     linear_betas,
     noise_loss,
     q_sample,
@@ -140,6 +141,24 @@ def test_ancestral_step_is_the_ddpm_posterior_mean_plus_noise():
     with torch.no_grad():
         got = sample(model.double(), (4, 1), a, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(got, x.detach(), rtol=1e-6, atol=1e-6)
+
+
+def test_denoise_samples_the_exact_gaussian_posterior_and_one_step_gives_its_mean():
+    """y = x0 + sigma n with x0 ~ N(MEAN, STD^2): x0 | y is Gaussian with mean
+    (STD^2 y + sigma^2 MEAN) / (STD^2 + sigma^2) and variance STD^2 sigma^2 / (STD^2 + sigma^2)."""
+    a = alpha_bar(cosine_betas(1000))
+    sigma = ((1 - a[400]) / a[400]).sqrt().item()  # a noise level the schedule holds exactly
+    y = torch.full((20_000, 1), 3.0)
+    mean = (STD**2 * 3.0 + sigma**2 * MEAN) / (STD**2 + sigma**2)
+    std = STD * sigma / math.sqrt(STD**2 + sigma**2)
+    model = GaussianOptimum(a)
+    x = denoise(model, y, sigma, a, generator=torch.Generator().manual_seed(0))
+    assert x.mean().item() == pytest.approx(mean, abs=0.01)
+    assert x.std().item() == pytest.approx(std, rel=0.03)
+    tweedie = denoise(model, y[:5], sigma, a, steps=1)
+    torch.testing.assert_close(tweedie, torch.full((5, 1), mean), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="noise_std"):
+        denoise(model, y, 1e6, a)
 
 
 def test_noise_loss_is_one_for_a_zero_predictor_and_lower_for_the_optimum():

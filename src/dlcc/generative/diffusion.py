@@ -19,7 +19,8 @@ from torch.nn import functional as F
 from dlcc.models._common import positive_int
 
 __all__ = ["linear_betas", "cosine_betas", "alpha_bar", "q_sample", "noise_loss",
-           "NoisePrediction", "returned_loss", "sample", "ddim_sample"]
+           "NoisePrediction", "returned_loss", "reverse_steps", "sample", "ddim_sample",
+           "denoise"]
 
 
 def linear_betas(steps: int, start: float | None = None, end: float | None = None) -> torch.Tensor:
@@ -130,33 +131,27 @@ def _timesteps(total: int, steps: int | None) -> list[int]:
 
 
 @torch.no_grad()
-def sample(model: nn.Module, shape: tuple[int, ...], alpha_bar: torch.Tensor,
-           steps: int | None = None, *, eta: float = 1.0,
-           generator: torch.Generator | None = None, clip: float | None = None) -> torch.Tensor:
-    """Draw ``shape`` samples by running the reverse process from pure noise.
+def reverse_steps(model: nn.Module, x: torch.Tensor, alpha_bar: torch.Tensor,
+                  taus: list[int], eta: float = 1.0, generator: torch.Generator | None = None,
+                  clip: float | None = None) -> torch.Tensor:
+    """Run the reverse process from ``x`` at training step ``taus[-1]`` down through the
+    increasing steps ``taus`` to a clean sample.
 
-    ``steps`` reverse steps visit evenly spaced training steps (all T by default). Each step
-    estimates ``x0`` from the predicted noise (clamped to ``[-clip, clip]`` if given), then
-    moves to the previous visited step with DDIM's update, whose noise is scaled by ``eta``:
-    ``eta=1`` is DDPM's ancestral sampler (the posterior ``q(x_prev | x_t, x0)``), ``eta=0``
-    the deterministic DDIM sampler. All randomness comes from ``generator`` (on the CPU).
+    Each step estimates ``x0`` from the predicted noise (clamped to ``[-clip, clip]`` if
+    given), then moves to the previous visited step with DDIM's update, whose fresh noise is
+    scaled by ``eta``: ``eta=1`` is DDPM's ancestral step (the posterior ``q(x_prev | x_t,
+    x0)``), ``eta=0`` the deterministic DDIM step. The noise comes from ``generator`` (CPU).
     """
-    _check_schedule(alpha_bar)
     if not 0 <= eta <= 1:
         raise ValueError(f"eta must lie in [0, 1] (0: DDIM, 1: DDPM), got {eta}")
     if clip is not None and clip <= 0:
         raise ValueError(f"clip must be positive or None, got {clip}")
-    taus = _timesteps(len(alpha_bar), steps)
-    weight = next(model.parameters())
-    device, dtype = weight.device, weight.dtype
     was_training = model.training
     model.eval()
-    # Drawn in float32 on the CPU whatever the model: one seed, the same samples everywhere.
-    x = torch.randn(shape, generator=generator).to(device, dtype)  # x_T
     for i in reversed(range(len(taus))):
         a = alpha_bar[taus[i]].item()
         a_prev = alpha_bar[taus[i - 1]].item() if i > 0 else 1.0
-        eps = model(x, torch.full((shape[0],), taus[i], device=device))
+        eps = model(x, torch.full((x.shape[0],), taus[i], device=x.device))
         x0 = (x - math.sqrt(1 - a) * eps) / math.sqrt(a)
         if clip is not None:
             x0 = x0.clamp(-clip, clip)
@@ -165,9 +160,44 @@ def sample(model: nn.Module, shape: tuple[int, ...], alpha_bar: torch.Tensor,
         var = eta ** 2 * (1 - a_prev) / (1 - a) * (1 - a / a_prev)
         x = math.sqrt(a_prev) * x0 + math.sqrt(1 - a_prev - var) * eps
         if var > 0:
-            x = x + math.sqrt(var) * torch.randn(shape, generator=generator).to(device, dtype)
+            x = x + math.sqrt(var) * torch.randn(x.shape, generator=generator).to(x)
     model.train(was_training)
     return x
+
+
+def sample(model: nn.Module, shape: tuple[int, ...], alpha_bar: torch.Tensor,
+           steps: int | None = None, *, eta: float = 1.0,
+           generator: torch.Generator | None = None, clip: float | None = None) -> torch.Tensor:
+    """Draw ``shape`` samples: pure noise ``x_T``, then :func:`reverse_steps` over ``steps``
+    evenly spaced training steps (all T by default); ``eta=1`` is DDPM, ``eta=0`` DDIM.
+    All randomness comes from ``generator`` (on the CPU, in float32 whatever the model, so
+    a seed gives the same samples everywhere)."""
+    _check_schedule(alpha_bar)
+    taus = _timesteps(len(alpha_bar), steps)
+    weight = next(model.parameters())
+    x = torch.randn(shape, generator=generator).to(weight)  # x_T
+    return reverse_steps(model, x, alpha_bar, taus, eta, generator, clip)
+
+
+def denoise(model: nn.Module, y: torch.Tensor, noise_std: float, alpha_bar: torch.Tensor,
+            steps: int | None = None, *, eta: float = 1.0,
+            generator: torch.Generator | None = None, clip: float | None = None) -> torch.Tensor:
+    """Samples of the clean signal given measurements ``y = x0 + noise_std * noise``, one per
+    row of ``y``: a posterior sample, not an average.
+
+    ``sqrt(alpha_bar_t) y`` is distributed as ``x_t`` at the step whose noise-to-signal
+    ratio ``(1 - alpha_bar_t) / alpha_bar_t`` is nearest ``noise_std^2``; the reverse process
+    runs from there with ``steps`` steps (all by default). ``steps=1`` returns Tweedie's
+    posterior mean E[x0 | y] instead, the model's one-shot denoising.
+    """
+    _check_schedule(alpha_bar)
+    ratio = (1 - alpha_bar) / alpha_bar
+    if not 0 < noise_std <= ratio[-1].sqrt().item():
+        raise ValueError(f"noise_std must lie in (0, {ratio[-1].sqrt().item():.3g}], the "
+                         f"schedule's noise levels; got {noise_std}")
+    t = int((ratio - noise_std ** 2).abs().argmin())
+    x = math.sqrt(alpha_bar[t].item()) * y
+    return reverse_steps(model, x, alpha_bar, _timesteps(t + 1, steps), eta, generator, clip)
 
 
 def ddim_sample(model: nn.Module, shape: tuple[int, ...], alpha_bar: torch.Tensor,
