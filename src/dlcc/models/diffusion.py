@@ -71,16 +71,21 @@ class NoiseMLP(nn.Module):
         return self.net(torch.cat([x, self.time(_check_steps(t, x))], dim=1))
 
 
+def _norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with 4 channels per group: with one channel per group it would be instance
+    normalisation, which erases each map's mean, the overall brightness of a noisy image."""
+    return nn.GroupNorm(channels // 4, channels)
+
+
 class _ResBlock(nn.Module):
     """GroupNorm-SiLU-conv twice, with the timestep's embedding added in between, plus a
     (1x1-projected) shortcut; (N, c_in, H, W), (N, time_dim) -> (N, c_out, H, W)."""
 
     def __init__(self, c_in: int, c_out: int, time_dim: int):
         super().__init__()
-        self.norm1, self.conv1 = nn.GroupNorm(min(8, c_in), c_in), nn.Conv2d(c_in, c_out, 3,
-                                                                             padding=1)
+        self.norm1, self.conv1 = _norm(c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
         self.time = nn.Linear(time_dim, c_out)
-        self.norm2, self.conv2 = nn.GroupNorm(8, c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.norm2, self.conv2 = _norm(c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
@@ -101,8 +106,8 @@ class NoiseUNet(nn.Module):
     def __init__(self, in_channels: int = 1, base: int = 32, time_dim: int = 64):
         super().__init__()
         self.in_channels = positive_int("in_channels", in_channels)
-        if positive_int("base", base) % 8:
-            raise ValueError(f"base must be a multiple of 8 (GroupNorm's 8 groups), got {base}")
+        if positive_int("base", base) % 4:
+            raise ValueError(f"base must be a multiple of 4 (GroupNorm's groups of 4), got {base}")
         self.time = _TimeMLP(positive_int("time_dim", time_dim))
         c1, c2 = base, 2 * base
         self.stem = nn.Conv2d(in_channels, c1, 3, padding=1)
@@ -111,8 +116,7 @@ class NoiseUNet(nn.Module):
         self.middle = _ResBlock(c2, c2, time_dim)
         self.up2 = _ResBlock(c2 + c2, c2, time_dim)
         self.up1 = _ResBlock(c2 + c1, c1, time_dim)
-        self.out = nn.Sequential(nn.GroupNorm(8, c1), nn.SiLU(), nn.Conv2d(c1, in_channels, 3,
-                                                                           padding=1))
+        self.out = nn.Sequential(_norm(c1), nn.SiLU(), nn.Conv2d(c1, in_channels, 3, padding=1))
         init_weights(self)
         nn.init.zeros_(self.out[-1].weight)  # start by predicting zero noise: a calm start
 
