@@ -267,14 +267,18 @@ def test_linear_probe_separates_separable_features():
     y = torch.arange(3).repeat_interleave(20)
     centres = torch.tensor([[4.0, 0.0], [0.0, 4.0], [-4.0, -4.0]])
     f = centres[y] + 0.5 * torch.randn(60, 2, generator=g)
-    head = transfer.linear_probe(f, y, 3, epochs=20)
+    head = transfer.linear_probe(f, y, 3, steps=100)
     assert (head(f).argmax(1) == y).float().mean().item() == 1.0
     with pytest.raises(ValueError, match=r"labels must be a tensor \(60,\)"):
         transfer.linear_probe(f, y[:10], 3)
 
 
-def test_sampled_loader_draws_a_fixed_number_of_batches():
-    data = torch.utils.data.TensorDataset(torch.arange(5.0))
-    loader = transfer.sampled_loader(data, 4, 3, seed=0)
-    batches = [b[0] for b in loader]
-    assert len(batches) == 3 and all(len(b) == 4 for b in batches)
+def test_sampled_batches_draw_a_fixed_number_of_batches():
+    x, y = torch.arange(5.0).view(5, 1), torch.arange(5)
+    loader = transfer.SampledBatches(x, y, 4, 3, seed=0)
+    batches = list(loader)
+    assert len(loader) == 3 and len(batches) == 3
+    assert all(xb.shape == (4, 1) and torch.equal(xb[:, 0].long(), yb) for xb, yb in batches)
+    assert not all(torch.equal(a[1], b[1]) for a, b in zip(batches, list(loader), strict=True))
+    with pytest.raises(ValueError, match="one row per example"):
+        transfer.SampledBatches(x, y[:3], 4, 3)

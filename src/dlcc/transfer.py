@@ -17,12 +17,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, Dataset, RandomSampler, TensorDataset
 
 from dlcc.scratch._checks import integer
 from dlcc.train import fit
 
-__all__ = ["set_trainable", "fine_tune_groups", "features", "sampled_loader", "linear_probe"]
+__all__ = ["set_trainable", "fine_tune_groups", "features", "SampledBatches", "linear_probe"]
 
 
 def set_trainable(module: nn.Module, trainable: bool) -> nn.Module:
@@ -96,24 +95,43 @@ def features(encoder: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torc
         encoder.train(was_training)
 
 
-def sampled_loader(dataset: Dataset, batch_size: int, batches: int, *,
-                   seed: int = 0) -> DataLoader:
-    """``batches`` batches per epoch of examples drawn with replacement from ``dataset``.
+class SampledBatches:
+    """``batches`` batches per pass of ``batch_size`` examples drawn with replacement from
+    the tensors ``x`` and ``y``: a light loader for :func:`dlcc.train.fit`.
 
     With 10 labelled examples an epoch is one small batch; drawing a fixed number of batches
-    instead gives every labelled-set size the same number of optimiser steps per epoch.
+    instead gives every labelled-set size the same number of optimiser steps. Each pass
+    draws new batches from a generator seeded with ``seed``.
     """
-    batch_size, batches = integer("batch_size", batch_size), integer("batches", batches)
-    sampler = RandomSampler(dataset, replacement=True, num_samples=batch_size * batches,
-                            generator=torch.Generator().manual_seed(seed))
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler)
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, batches: int, *,
+                 seed: int = 0):
+        if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) \
+                or len(x) != len(y) or len(x) == 0:
+            got = [tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+                   for t in (x, y)]
+            raise ValueError(f"x and y must be non-empty tensors with one row per example, "
+                             f"got {got[0]} and {got[1]}")
+        self.x, self.y = x, y
+        self.batch_size = integer("batch_size", batch_size)
+        self.batches = integer("batches", batches)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return self.batches
+
+    def __iter__(self):
+        for _ in range(self.batches):
+            i = torch.randint(len(self.x), (self.batch_size,), generator=self.generator)
+            yield self.x[i], self.y[i]
 
 
 def linear_probe(train_features: torch.Tensor, labels: torch.Tensor, num_classes: int, *,
-                 epochs: int = 4, lr: float = 1e-2, weight_decay: float = 1e-3,
-                 batch_size: int = 32, batches: int = 30, seed: int = 0) -> nn.Linear:
-    """A linear classifier (softmax regression) trained with :func:`dlcc.train.fit` and Adam
-    on fixed ``train_features`` (n, D) and integer ``labels`` (n,): the linear probe."""
+                 steps: int = 200, lr: float = 1e-2, weight_decay: float = 1e-3,
+                 seed: int = 0) -> nn.Linear:
+    """A linear classifier (softmax regression) on fixed ``train_features`` (n, D) and
+    integer ``labels`` (n,): the linear probe. ``steps`` full-batch Adam steps through
+    :func:`dlcc.train.fit` (the problem is convex, and n is small when labels are few)."""
     if not isinstance(train_features, torch.Tensor) or train_features.ndim != 2:
         got = tuple(train_features.shape) if isinstance(train_features, torch.Tensor) \
             else type(train_features).__name__
@@ -124,10 +142,9 @@ def linear_probe(train_features: torch.Tensor, labels: torch.Tensor, num_classes
                          f"train_features, got {got}")
     num_classes = integer("num_classes", num_classes, low=2)
     torch.manual_seed(seed)
-    head = nn.Linear(train_features.shape[1], num_classes)
-    loader = sampled_loader(TensorDataset(train_features.detach(), labels.long()), batch_size,
-                            batches, seed=seed)
-    fit(head, loader, loss_fn=F.cross_entropy, epochs=integer("epochs", epochs),
+    head = nn.Linear(train_features.shape[1], num_classes).to(train_features.device)
+    batch = (train_features.detach(), labels.long())
+    fit(head, [batch] * integer("steps", steps), loss_fn=F.cross_entropy, epochs=1,
         optimizer=torch.optim.Adam(head.parameters(), _rate("lr", lr),
                                    weight_decay=weight_decay),
         progress="off", device=train_features.device)
