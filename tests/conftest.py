@@ -1,12 +1,14 @@
-"""Shared fixtures, and the three jupyter-book builds of a test run.
+"""Shared fixtures, and the four builds of a test run.
 
-A run makes at most three builds, each once however many xdist workers ask, each in a process of
+A run makes at most four builds, each once however many xdist workers ask, each in a process of
 its own started by the first test of the run that needs it, so it runs while the workers go on
 with the unit tests (which come first: tests that need a build are moved to the end):
 
 - ``book``: the whole book, strictly (``-W --keep-going``);
 - ``hidden_site``: the whole book with ``dlcc_hide_solutions: true``, after the book, from its
   execution cache (tests/test_hidden_solutions.py);
+- ``pdf``: the book as one PDF (scripts/build_pdf.py), after the book, from its execution cache
+  and parsed pages (tests/test_pdf.py);
 - ``tiny_book``: ``tests/tiny_book``, a few pages that hold the course-data rendering, a partial
   build and planted defects (tests/test_course.py, tests/test_guard_rails.py).
 """
@@ -27,6 +29,8 @@ from pathlib import Path
 import pytest
 import yaml
 from filelock import FileLock
+
+from tools import mathjax as mathjax_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_BOOK = ROOT / "tests" / "tiny_book"
@@ -79,11 +83,21 @@ def cached(name: str) -> Path:
 # --- The builds ----------------------------------------------------------------------------------
 
 
+def jupyter_book(source: Path, output: Path, *options: str) -> list[str]:
+    return [JUPYTER_BOOK, "build", str(source), "--path-output", str(output), *options,
+            "-W", "--keep-going"]
+
+
+def book_output(run_dir: Path) -> Path:
+    """Cold under CI, else reusing the execution cache kept in ``.cache`` for the current
+    library source."""
+    return run_dir / "book" if os.environ.get("CI") else cached("book")
+
+
 def book_build(run_dir: Path) -> tuple[Path, list[str], Path]:
-    """The whole book: cold under CI, else reusing the execution cache kept in ``.cache`` for
-    the current library source."""
-    output = run_dir / "book" if os.environ.get("CI") else cached("book")
-    return ROOT, [], output
+    """The whole book."""
+    output = book_output(run_dir)
+    return ROOT, jupyter_book(ROOT, output), output
 
 
 def hidden_site_build(run_dir: Path) -> tuple[Path, list[str], Path]:
@@ -98,19 +112,32 @@ def hidden_site_build(run_dir: Path) -> tuple[Path, list[str], Path]:
     # a temporary folder; every other path stays relative to the source folder, the root.
     sphinx["local_extensions"] = {k: str(ROOT / v) for k, v in sphinx["local_extensions"].items()}
     sphinx["config"]["dlcc_hide_solutions"] = True
-    book_output = book_build(run_dir)[2]
-    config.setdefault("execute", {})["cache"] = str(book_output / "_build" / ".jupyter_cache")
+    cache = book_output(run_dir) / "_build" / ".jupyter_cache"
+    config.setdefault("execute", {})["cache"] = str(cache)
     (work / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return ROOT, ["--config", str(work / "_config.yml")], work / "out"
+    output = work / "out"
+    return ROOT, jupyter_book(ROOT, output, "--config", str(work / "_config.yml")), output
+
+
+def pdf_build(run_dir: Path) -> tuple[Path, list[str], Path]:
+    """The README's PDF command on the book's output folder (``_build/pdf/dlcc.pdf`` there),
+    with the local MathJax the browser tests use (the runs are offline)."""
+    output = book_output(run_dir)
+    return ROOT, [sys.executable, str(ROOT / "scripts" / "build_pdf.py"), "--path-output",
+                  str(output), "--mathjax", str(mathjax_folder()), "-W", "--keep-going"], output
 
 
 def tiny_book_build(run_dir: Path) -> tuple[Path, list[str], Path]:
-    return TINY_BOOK, ["--toc", str(TINY_BOOK / "_toc_partial.yml")], run_dir / "tiny-book"
+    output = run_dir / "tiny-book"
+    return TINY_BOOK, jupyter_book(TINY_BOOK, output, "--toc",
+                                   str(TINY_BOOK / "_toc_partial.yml")), output
 
 
-# name -> (run folder -> the source folder, options and output folder of the build)
-BUILDS = {"book": book_build, "hidden_site": hidden_site_build, "tiny_book": tiny_book_build}
-AFTER = {"hidden_site": "book"}  # a build that starts when another has finished
+# name -> (run folder -> the working folder, command and output folder of the build)
+BUILDS = {"book": book_build, "hidden_site": hidden_site_build, "pdf": pdf_build,
+          "tiny_book": tiny_book_build}
+AFTER = {"hidden_site": "book", "pdf": "book"}  # builds that start when another has finished
+LOGS = {"pdf": "pdf.log"}  # the PDF is made in the book's output folder, beside its build.log
 _started: dict[str, subprocess.Popen] = {}
 
 
@@ -121,11 +148,9 @@ def start(run_dir: Path, name: str) -> None:
     with FileLock(run_dir / f"{name}.lock"):
         if (run_dir / f"{name}.started").exists():
             return
-        source, options, output = BUILDS[name](run_dir)
-        command = [JUPYTER_BOOK, "build", str(source), "--path-output", str(output), *options,
-                   "-W", "--keep-going"]
+        cwd, command, output = BUILDS[name](run_dir)
         output.mkdir(parents=True, exist_ok=True)
-        log = output / "build.log"
+        log = output / LOGS.get(name, "build.log")
         # The shell waits for the build this one comes after, if any, and records the exit status
         # once the build ends, for whichever worker waits.
         script = 'until [ -z "$AFTER" ] || [ -s "$AFTER" ]; do sleep 1; done; ' \
@@ -134,7 +159,7 @@ def start(run_dir: Path, name: str) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "LOG": str(log), "AFTER": after,
                "RC": str(run_dir / f"{name}.rc")}
         _started[name] = subprocess.Popen(["sh", "-c", script, "sh", *command], env=env,
-                                          cwd=source, stdin=subprocess.DEVNULL,
+                                          cwd=cwd, stdin=subprocess.DEVNULL,
                                           start_new_session=True)
         (run_dir / f"{name}.started").write_text(str(output))
 
@@ -148,7 +173,7 @@ def wait(run_dir: Path, name: str) -> Build:
             pytest.fail(f"the {name} build did not finish in {BUILD_TIMEOUT} s")
         time.sleep(1)
     output = Path((run_dir / f"{name}.started").read_text())
-    return Build(int(rc.read_text()), (output / "build.log").read_text(),
+    return Build(int(rc.read_text()), (output / LOGS.get(name, "build.log")).read_text(),
                  output / "_build" / "html")
 
 
@@ -159,7 +184,7 @@ def needs(item: pytest.Item) -> list[str]:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Unit tests first, then the tiny book's, then the book's, then the hidden site's: every
     worker stays busy while the builds run (the same order on every worker, as xdist requires)."""
-    order = {"tiny_book": 1, "book": 2, "hidden_site": 3}
+    order = {"tiny_book": 1, "book": 2, "hidden_site": 3, "pdf": 3}
     items.sort(key=lambda item: max((order[name] for name in needs(item)), default=0))
 
 

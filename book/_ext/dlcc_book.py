@@ -27,6 +27,7 @@ import dlcc
 import notebooks  # noqa: E402  (the exporter next to this file)
 
 SKIP_PAGES = {"genindex", "search", "index"}
+PDF_NAME = "dlcc.pdf"  # the whole book (scripts/build_pdf.py), published beside the site
 
 
 def number_per_page(app, builder):
@@ -154,6 +155,17 @@ def _rewrite_buttons(app, pagename, templatename, context, doctree):
                 button["tooltip"] = "Download the notebook (runs in Jupyter or Colab)"
 
 
+def _link_pdf(app, pagename, templatename, context, doctree):
+    """Every page's download menu offers the whole book as one PDF, where the deploy workflow
+    publishes it (the site's top folder)."""
+    for group in context.get("header_buttons", []):
+        if group.get("label") == "download-buttons":
+            group["buttons"].append({
+                "type": "link", "url": app.config.html_baseurl + PDF_NAME,
+                "text": "Download the book (PDF)", "tooltip": "The whole book as one PDF",
+                "icon": "fas fa-book", "label": "download-book-pdf-button"})
+
+
 # --- Citation ---------------------------------------------------------------------------------
 
 
@@ -233,6 +245,7 @@ def setup(app):
     app.connect("doctree-read", _drop_solution_cells)
     app.connect("write-started", number_per_page)
     app.connect("html-page-context", _rewrite_buttons, priority=502)
+    app.connect("html-page-context", _link_pdf, priority=502)
     app.connect("html-page-context", _drop_thebe)
     app.connect("html-page-context", _fix_bibliography_roles)
     app.connect("html-page-context", _add_citation)

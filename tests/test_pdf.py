@@ -1,0 +1,190 @@
+"""The book as one PDF (``scripts/build_pdf.py``), read back with pypdf as a reader's viewer
+would: pages, chapters in the text and the outline, typeset math, figures, solutions, links."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+
+import pytest
+import yaml
+from bs4 import BeautifulSoup
+from pypdf import PdfReader
+
+from conftest import ROOT
+from test_book import toc_files
+
+SCRIPT = ROOT / "scripts" / "build_pdf.py"
+# TeX that MathJax should have turned into symbols; in prose it means a formula was not typeset.
+TEX = re.compile(r"\\(frac|mathbf|sum|partial|sqrt|hat|bar|lambda|eta|sigma|top|cdot|odot)\b"
+                 r"|\$[^$\s][^$]*\$")
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("build_pdf", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def titles() -> dict[str, str]:
+    """Each page of the table of contents -> its title (the first heading of its source)."""
+    out = {}
+    for page in toc_files():
+        text = (ROOT / f"{page}.md").read_text(encoding="utf-8")
+        out[page] = re.search(r"^# (.+)$", text, re.M).group(1).strip()
+    return out
+
+
+def words(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+@pytest.fixture(scope="session")
+def printed(pdf):
+    assert pdf.ok, pdf.log[-3000:]
+    path = pdf.html.parent / "pdf" / "dlcc.pdf"
+    reader = PdfReader(path)
+    text = [page.extract_text() or "" for page in reader.pages]
+    return path, reader, text
+
+
+@pytest.fixture(scope="session")
+def page_code(pdf) -> set[str]:
+    """Every line of code shown in the single-page build (it may hold ``$`` and TeX legally)."""
+    html = pdf.html.parent / "singlehtml" / "dlcc-print.html"
+    soup = BeautifulSoup(html.read_text(encoding="utf-8"), "html.parser")
+    return {words(line) for pre in soup.find_all("pre")
+            for line in pre.get_text().splitlines() if line.strip()}
+
+
+@pytest.mark.book
+def test_the_pdf_build_is_strict_and_says_what_it_wrote(pdf):
+    assert pdf.ok, pdf.log[-3000:]
+    assert not pdf.warnings(), "\n".join(pdf.warnings())
+    assert re.search(r"wrote .*dlcc\.pdf \([\d.]+ MB, \d+ chapters\)", pdf.log)
+
+
+@pytest.mark.book
+def test_page_count_is_sane_for_the_number_of_chapters(printed):
+    _, reader, _ = printed
+    chapters = len(toc_files())
+    assert 3 * chapters <= len(reader.pages) <= 30 * chapters, len(reader.pages)
+
+
+@pytest.mark.book
+def test_title_page_names_the_book_its_authors_and_version(printed):
+    import dlcc
+
+    _, reader, text = printed
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    first = words(text[0])
+    assert config["title"] in first
+    assert all(author["name"] in first for author in cff["authors"])
+    assert f"Version {dlcc.__version__}" in first
+    assert reader.metadata.title == config["title"]
+    assert "Contents" in text[1]
+
+
+@pytest.mark.book
+def test_every_chapter_is_in_the_text_and_the_outline(printed):
+    _, reader, text = printed
+
+    def flat(items):
+        for item in items:
+            yield from flat(item) if isinstance(item, list) else [words(item.title)]
+
+    # Compared without spaces: a title broken over two lines may lose one in extraction.
+    outline = {re.sub(r"\s", "", title) for title in flat(reader.outline)}
+    body = re.sub(r"\s", "", " ".join(text[2:]))  # after the title page and the contents
+    for page, title in titles().items():
+        plain = re.sub(r"\s|[`*]|\{[a-z]+\}", "", title)
+        assert plain in body, f"{page}: {title!r} is not in the PDF's text"
+        assert plain in outline, f"{page}: {title!r} is not in the outline"
+
+
+@pytest.mark.book
+def test_math_is_typeset_outside_code(printed, page_code):
+    _, _, text = printed
+    debris = [(n + 1, line) for n, page in enumerate(text) for line in page.splitlines()
+              if TEX.search(line) and not any(words(line) in code for code in page_code)]
+    assert not debris, f"raw TeX in the text (page, line): {debris[:10]}"
+
+
+@pytest.mark.book
+def test_figures_and_solutions_are_printed(printed, pdf):
+    _, reader, text = printed
+    html = (pdf.html.parent / "singlehtml" / "dlcc-print.html").read_text(encoding="utf-8")
+    figures = len(set(re.findall(r'<img[^>]+src="(_images/[^"]+)"', html)))
+    images = sum(len(page.images) for page in reader.pages)
+    assert figures > 50 and images >= figures, (figures, images)
+    solutions = html.count('class="solution')
+    assert words(" ".join(text)).count("Solution to") >= solutions > 50
+
+
+@pytest.mark.book
+def test_links_stay_inside_the_pdf(printed):
+    """The contents and cross-references jump within the document; none points at the local
+    server the page was printed from."""
+    _, reader, _ = printed
+    internal, local = 0, []
+    for page in reader.pages:
+        for annotation in page.get("/Annots") or []:
+            annotation = annotation.get_object()
+            action = annotation.get("/A")
+            uri = action.get_object().get("/URI") if action is not None else None
+            if uri is not None and re.match(r"https?://(127\.0\.0\.1|localhost)", str(uri)):
+                local.append(str(uri))
+            elif "/Dest" in annotation or (action is not None and action.get("/S") == "/GoTo"):
+                internal += 1
+    assert not local, local[:5]
+    assert internal >= len(toc_files())
+
+
+def test_overflow_check_finds_what_would_run_off_the_page(tmp_path):
+    """The print script's check, on a page with a wide unbroken table and a narrow paragraph."""
+    from playwright.sync_api import sync_playwright
+
+    module = load_script()
+    (tmp_path / "page.html").write_text(
+        "<article class='bd-article' style='width:300px'><section><h2>Wide</h2>"
+        "<table><tr><td style='white-space:nowrap'>" + "x" * 400 + "</td></tr></table>"
+        "</section><section><h2>Narrow</h2><p>fits</p><pre>short</pre></section></article>")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=module.chromium(), args=["--no-sandbox"])
+        tab = browser.new_page()
+        tab.goto((tmp_path / "page.html").as_uri())
+        found = tab.evaluate(module.OVERFLOW_JS)
+        browser.close()
+    assert found == ['table in "Wide"']
+
+
+def test_parts_follow_the_table_of_contents():
+    module = load_script()
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    parts = module.parts_of(toc)
+    assert parts[0] == ("", [toc["root"]])
+    assert [caption for caption, _ in parts[1:]] == [p["caption"] for p in toc["parts"]]
+    assert [page for _, pages in parts for page in pages] == toc_files()
+
+
+def test_a_missing_mathjax_folder_is_named(tmp_path, capsys):
+    module = load_script()
+    with pytest.raises(SystemExit):
+        module.main(["--mathjax", str(tmp_path), "--no-build"])
+    assert "--mathjax must be a MathJax 3 folder" in capsys.readouterr().err
+
+
+def test_every_page_links_the_pdf(book):
+    for page in toc_files():
+        html = (book.html / f"{page}.html").read_text(encoding="utf-8")
+        assert "Download the book (PDF)" in html and "/dlcc.pdf" in html, page
+
+
+def test_deploy_publishes_the_pdf_beside_the_site():
+    deploy = (ROOT / ".github" / "workflows" / "deploy.yml").read_text()
+    assert "python scripts/build_pdf.py" in deploy
+    assert "cp _build/pdf/dlcc.pdf _build/html/dlcc.pdf" in deploy
+    readme = (ROOT / "README.md").read_text()
+    assert "python scripts/build_pdf.py" in readme
