@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import pytest
 import torch
@@ -293,3 +294,10 @@ def test_shift_bad_inputs_name_the_argument():
         shift.mmd_test(x, x, permutations=0)
     with pytest.raises(ValueError, match="y contains NaN"):
         shift.mmd_test(x, x * float("nan"))
+
+
+def test_onnx_export_without_onnxruntime_names_the_package(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
+    with pytest.raises(ImportError, match="ONNX export needs the 'onnxruntime' package"):
+        export(SmallCNN(1, 2, widths=(4,)), torch.randn(2, 1, 8, 8), tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
