@@ -21,6 +21,7 @@ SelfAttention`, clipping with ``torch.nn.utils.clip_grad_norm_``.
 from __future__ import annotations
 
 import math
+from contextlib import suppress
 
 import numpy as np
 import torch
@@ -265,7 +266,7 @@ def check_sample_next(report: Report, sample_next) -> None:
         freq = np.bincount(got.numpy(), minlength=len(LOGITS)) / DRAWS
         right = _probabilities(temperature, top_k)
         if np.abs(freq - right).max() < 0.015:
-            report.ok(f"{what}: the frequencies match softmax(logits / temperature)")
+            report.ok(f"{what}: the frequencies of 40,000 draws match the probabilities")
             continue
         variants = {"argmax": np.eye(len(LOGITS))[0],
                     "multiply": _probabilities(temperature, top_k, multiply=True),
@@ -323,14 +324,24 @@ def check_clip_grad_norm(report: Report, clip_grad_norm) -> None:
         params, expected = _grads(0, scale), _grads(0, scale)
         before = [p.grad.clone() for p in params]
         norm = torch.nn.utils.clip_grad_norm_(expected, 1.0).item()
-        got = report.run(f"clip_grad_norm with {what}", clip_grad_norm, params, 1.0)
+        # As in a training loop, the parameters come as a generator (model.parameters()).
+        got = report.run(f"clip_grad_norm with {what}", clip_grad_norm, iter(params), 1.0)
         grads = [p.grad.numpy() for p in params]
         right = [p.grad.numpy() for p in expected]
         if all(close(g, r, rtol=1e-5, atol=1e-7) for g, r in zip(grads, right, strict=True)):
             report.ok(f"{what}: the gradients after clipping match")
         elif all(torch.equal(p.grad, b) for p, b in zip(params, before, strict=True)):
-            report.fail(f"{what}: the gradients were not changed: scale each p.grad in place "
-                        f"(p.grad.mul_(...)), not a copy")
+            again = _grads(0, scale)
+            with suppress(Exception):
+                clip_grad_norm(again, 1.0)
+            if all(close(p.grad.numpy(), r, rtol=1e-5, atol=1e-7)
+                   for p, r in zip(again, right, strict=True)):
+                report.fail(f"{what}: the gradients were not changed when the parameters came "
+                            f"as a generator (model.parameters()), which can be iterated only "
+                            f"once: make a list of them first")
+            else:
+                report.fail(f"{what}: the gradients were not changed: scale each p.grad in "
+                            f"place (p.grad.mul_(...)), not a copy")
             return
         elif all(close(g, b.numpy() * 1.0 / max(b.norm().item(), 1e-12) if
                        b.norm() > 1.0 else b.numpy(), rtol=1e-5)
