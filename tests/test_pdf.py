@@ -15,6 +15,7 @@ from conftest import ROOT
 from test_book import toc_files
 
 SCRIPT = ROOT / "scripts" / "build_pdf.py"
+PRINT_SERVER = re.compile(r"http://127\.0\.0\.1:\d+/(book/|dlcc-print|_)")
 # TeX that MathJax should have turned into symbols; in prose it means a formula was not typeset.
 TEX = re.compile(r"\\(frac|mathbf|sum|partial|sqrt|hat|bar|lambda|eta|sigma|top|cdot|odot)\b"
                  r"|\$[^$\s][^$]*\$")
@@ -134,7 +135,7 @@ def test_links_stay_inside_the_pdf(printed):
             annotation = annotation.get_object()
             action = annotation.get("/A")
             uri = action.get_object().get("/URI") if action is not None else None
-            if uri is not None and re.match(r"http://127\.0\.0\.1:\d+/(book/|dlcc-print|_)", str(uri)):
+            if uri is not None and PRINT_SERVER.match(str(uri)):
                 local.append(str(uri))
             elif "/Dest" in annotation or (action is not None and action.get("/S") == "/GoTo"):
                 internal += 1
