@@ -50,16 +50,24 @@ class _TimeMLP(nn.Sequential):
 
 
 class NoiseMLP(nn.Module):
-    """Noise predictor for points in ``dim`` dimensions (2-D toy data): the point and the
-    timestep embedding concatenated, then ``layers`` SiLU layers of ``hidden`` units."""
+    """Noise predictor for points in ``dim`` dimensions (2-D toy data): ``layers`` SiLU layers
+    of ``hidden`` units reading the point, its Fourier features and the step's embedding.
 
-    def __init__(self, dim: int = 2, hidden: int = 128, time_dim: int = 32, layers: int = 3):
+    The Fourier features ``sin(f x)``, ``cos(f x)`` for each of ``frequencies`` (Tancik et
+    al. 2020) let a small MLP represent the sharp functions the last, low-noise steps need;
+    with raw coordinates alone it learns the coarse shape of the data long before the detail.
+    ``frequencies=()`` feeds the coordinates only.
+    """
+
+    def __init__(self, dim: int = 2, hidden: int = 128, time_dim: int = 32, layers: int = 3,
+                 frequencies: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)):
         super().__init__()
         self.dim = positive_int("dim", dim)
         positive_int("hidden", hidden)
         positive_int("layers", layers)
         self.time = _TimeMLP(positive_int("time_dim", time_dim))
-        widths = [dim + time_dim] + [hidden] * layers
+        self.register_buffer("frequencies", torch.tensor(frequencies, dtype=torch.float32))
+        widths = [dim * (1 + 2 * len(frequencies)) + time_dim] + [hidden] * layers
         blocks = [m for a, b in zip(widths[:-1], widths[1:], strict=True)
                   for m in (nn.Linear(a, b), nn.SiLU())]
         self.net = nn.Sequential(*blocks, nn.Linear(hidden, dim))
@@ -68,7 +76,9 @@ class NoiseMLP(nn.Module):
         if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != self.dim:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"x must have shape (N, {self.dim}); got {got}")
-        return self.net(torch.cat([x, self.time(_check_steps(t, x))], dim=1))
+        angle = (x[:, :, None] * self.frequencies.to(x.dtype)).flatten(1)  # (N, dim * F)
+        features = [x, angle.sin(), angle.cos(), self.time(_check_steps(t, x)).to(x.dtype)]
+        return self.net(torch.cat(features, dim=1))
 
 
 def _norm(channels: int) -> nn.GroupNorm:
