@@ -154,7 +154,9 @@ def two_view_loader(images: torch.Tensor, batch_size: int, augment: Transform | 
     ``fit(nn.Sequential(encoder, projection), two_view_loader(...),
     loss_fn=contrastive_loss(t), ...)``. The last incomplete batch is dropped (a batch of
     one has no negatives). ``augment`` defaults to :func:`microscopy_views`; shuffling and
-    augmentation draw from generators seeded with ``seed``, so a run is reproducible.
+    augmentation draw from generators seeded with ``seed``, so a run is reproducible. The
+    augmentation generator runs on from epoch to epoch and is not in ``fit``'s checkpoints:
+    a resumed run draws other views than the uninterrupted one would have.
     """
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
         got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
