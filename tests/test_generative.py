@@ -373,3 +373,23 @@ def test_digit_classifier_tells_digits_from_noise():
     real = image_frechet_distance(test, val, classifier)
     noise = image_frechet_distance(test, torch.rand(500, 1, 28, 28), classifier)
     assert noise > 20 * real
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_paths_run_and_stay_finite(amp):
+    """The autocast and gradient-scaler paths a GPU takes, exercised on the CPU."""
+    torch.manual_seed(0)
+    history = train_gan(DCGANGenerator(8, num_classes=3, width=4), DCGANDiscriminator(3, width=4),
+                        _digit_loader(), epochs=1, amp=amp, device="cpu", progress="off")
+    assert all(math.isfinite(v) for k, v in history.epochs[0].items() if k.startswith("train_"))
+    source = torch.rand(8, 1, 16, 16)
+    pairs = DataLoader(TensorDataset(source, 1 - source), batch_size=4)
+    history = train_gan(UNet(1, 1, depth=2, width=4), PatchDiscriminator(2, width=4, depth=2),
+                        pairs, epochs=1, l1_weight=100.0, amp=amp, device="cpu", progress="off")
+    assert math.isfinite(history.epochs[0]["train_l1"])
+    x = (torch.rand(16, 1, 28, 28) > 0.7).float()
+    vae = VAE(latent_dim=4, width=4)
+    history = fit(vae, DataLoader(TensorDataset(x, x), batch_size=8), loss_fn=VAELoss(),
+                  epochs=1, amp=amp, device="cpu", progress="off",
+                  optimizer=torch.optim.Adam(vae.parameters()))
+    assert math.isfinite(history.epochs[0]["train_loss"])
