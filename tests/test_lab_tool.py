@@ -123,6 +123,7 @@ def test_ensemble_and_summary_shapes_and_values():
     assert samples.shape == (3, 2, 2, 8, 8)
     assert torch.allclose(samples.sum(2), torch.ones(3, 2, 8, 8))
     assert models[1].training and not models[0].training  # modes as found
+    assert torch.equal(uncertainty.ensemble(iter(models), x), samples)  # any iterable
     s = uncertainty.summarise(samples)
     assert s.mean.shape == (2, 2, 8, 8)
     for name in ("entropy", "mutual_information", "variance"):
@@ -164,6 +165,8 @@ def test_uncertainty_bad_inputs_name_the_argument():
         uncertainty.mc_dropout(SmallCNN(1, 2, dropout=0.5), torch.randn(1, 1, 8, 8), 0)
     with pytest.raises(ValueError, match="models must be a non-empty sequence"):
         uncertainty.ensemble([], torch.randn(1, 1, 8, 8))
+    with pytest.raises(ValueError, match="models must be a non-empty sequence"):
+        uncertainty.ensemble(UNet(1, 1, depth=1, width=4), torch.randn(1, 1, 8, 8))
     with pytest.raises(ValueError, match="logits must be a floating-point tensor"):
         uncertainty.probabilities(torch.ones(3))
     with pytest.raises(ValueError, match=r"samples must be a tensor \(S, N, K, ...\)"):
@@ -245,6 +248,8 @@ def test_export_bad_inputs_name_the_argument(tmp_path):
         export(lambda t: t, x, tmp_path / "model.pt")
     with pytest.raises(FileNotFoundError, match="path's folder"):
         export(model, x, tmp_path / "missing" / "model.pt")
+    with pytest.raises(ValueError, match=r"model must be on the CPU .* parameters on meta"):
+        export(SmallCNN(1, 2, widths=(4,)).to("meta"), x, tmp_path / "model.pt")
 
 
 # --- shift ---------------------------------------------------------------------------------

@@ -96,6 +96,11 @@ def export(model: nn.Module, example: torch.Tensor, path: str | os.PathLike,
     if example.device.type != "cpu" or example.ndim < 1 or example.shape[0] < 1:
         raise ValueError(f"example must be a non-empty CPU batch, got shape "
                          f"{tuple(example.shape)} on {example.device}")
+    elsewhere = {p.device.type for p in model.parameters()} - {"cpu"}
+    if elsewhere:
+        raise ValueError(f"model must be on the CPU for export (call model.cpu()); it has "
+                         f"parameters on {', '.join(sorted(elsewhere))}")
+    example = example.detach()
     for name, value in (("rtol", rtol), ("atol", atol)):
         if not isinstance(value, (int, float)) or not value >= 0:
             raise ValueError(f"{name} must be a number >= 0, got {value!r}")

@@ -69,8 +69,8 @@ def summarise(samples: torch.Tensor) -> Predictive:
 def ensemble(models: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
     """Probabilities (S, N, K, ...) of ``x`` under each of the S models, each in eval mode
     for the call and left in the mode it was in."""
-    if isinstance(models, nn.Module) or not models or not all(
-            isinstance(m, nn.Module) for m in models):
+    models = [] if isinstance(models, nn.Module) else list(models)
+    if not models or not all(isinstance(m, nn.Module) for m in models):
         raise ValueError(f"models must be a non-empty sequence of torch.nn.Module, "
                          f"got {type(models).__name__}")
     out = []
