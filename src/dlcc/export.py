@@ -73,6 +73,31 @@ def _write_onnx(model: nn.Module, example: torch.Tensor, file: Path) -> np.ndarr
     return session.run(None, {"x": example.numpy()})[0]
 
 
+def _check(model, example, path, format, rtol, atol) -> tuple[torch.Tensor, Path, str]:
+    """The arguments of :func:`export`, checked: (detached example, path, format)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(example, torch.Tensor) or not example.is_floating_point():
+        got = f"a {example.dtype} tensor" if isinstance(example, torch.Tensor) else (
+            type(example).__name__)
+        raise TypeError(f"example must be a floating-point torch.Tensor, got {got}")
+    if example.device.type != "cpu" or example.ndim < 1 or example.shape[0] < 1:
+        raise ValueError(f"example must be a non-empty CPU batch, got shape "
+                         f"{tuple(example.shape)} on {example.device}")
+    elsewhere = {p.device.type for p in model.parameters()} - {"cpu"}
+    if elsewhere:
+        raise ValueError(f"model must be on the CPU for export (call model.cpu()); it has "
+                         f"parameters on {', '.join(sorted(elsewhere))}")
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if not isinstance(value, (int, float)) or not value >= 0:
+            raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    path = Path(path)
+    kind = _format(path, format)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"path's folder {str(path.parent)!r} does not exist")
+    return example.detach(), path, kind
+
+
 def export(model: nn.Module, example: torch.Tensor, path: str | os.PathLike,
            format: str | None = None, rtol: float = 1e-5, atol: float = 1e-5) -> float:
     """Write ``model`` to ``path`` as TorchScript or ONNX and check it against the eager model.
@@ -87,27 +112,7 @@ def export(model: nn.Module, example: torch.Tensor, path: str | os.PathLike,
     more than ``atol + rtol * |eager|``. The file is written to a temporary name in the same
     folder and renamed, so ``path`` holds either the old file or the complete new one.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(example, torch.Tensor) or not example.is_floating_point():
-        got = f"a {example.dtype} tensor" if isinstance(example, torch.Tensor) else (
-            type(example).__name__)
-        raise TypeError(f"example must be a floating-point torch.Tensor, got {got}")
-    if example.device.type != "cpu" or example.ndim < 1 or example.shape[0] < 1:
-        raise ValueError(f"example must be a non-empty CPU batch, got shape "
-                         f"{tuple(example.shape)} on {example.device}")
-    elsewhere = {p.device.type for p in model.parameters()} - {"cpu"}
-    if elsewhere:
-        raise ValueError(f"model must be on the CPU for export (call model.cpu()); it has "
-                         f"parameters on {', '.join(sorted(elsewhere))}")
-    example = example.detach()
-    for name, value in (("rtol", rtol), ("atol", atol)):
-        if not isinstance(value, (int, float)) or not value >= 0:
-            raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-    path = Path(path)
-    kind = _format(path, format)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"path's folder {str(path.parent)!r} does not exist")
+    example, path, kind = _check(model, example, path, format, rtol, atol)
 
     was_training = model.training
     model.eval()
