@@ -182,10 +182,14 @@ def needs(item: pytest.Item) -> list[str]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Unit tests first, then the tiny book's, then the book's, then the hidden site's: every
-    worker stays busy while the builds run (the same order on every worker, as xdist requires)."""
+    """Unit tests first, then the tiny book's, then the book's, then the hidden site's and the
+    PDF's: every worker stays busy while the builds run (the same order on every worker, as
+    xdist requires). Tests that wait for the book are marked ``book``."""
     order = {"tiny_book": 1, "book": 2, "hidden_site": 3, "pdf": 3}
     items.sort(key=lambda item: max((order[name] for name in needs(item)), default=0))
+    for item in items:  # so that `-m "not book"` leaves out every test that waits for a build
+        if any(name != "tiny_book" for name in needs(item)):
+            item.add_marker(pytest.mark.book)
 
 
 @pytest.fixture(scope="session")

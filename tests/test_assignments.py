@@ -13,8 +13,11 @@ import yaml
 
 from conftest import ROOT
 from dlcc.cli import build_parser
+from test_book import toc_files
 
-PAGES = {"a1": "book/assignments/a1", "a2": "book/assignments/a2", "a3": "book/assignments/a3"}
+# Every assignment of the table of contents (book/assignments/a<N>), by name.
+PAGES = {page.rsplit("/", 1)[1]: page for page in toc_files()
+         if re.fullmatch(r"book/assignments/a\d+", page)}
 EXERCISE = re.compile(r"^:::\{exercise\}([^\n]*)\n((?::[\w-]+:[^\n]*\n)*)", re.M)
 SOLUTION = re.compile(r"^:::\{solution\}\s*(\S+)\n((?::[\w-]+:[^\n]*\n)*)", re.M)
 
