@@ -94,9 +94,15 @@ def q_sample(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
 def noise_loss(model: nn.Module, x0: torch.Tensor, alpha_bar: torch.Tensor,
                generator: torch.Generator | None = None) -> torch.Tensor:
     """Ho et al.'s simplified objective: the mean squared error between the noise drawn and
-    the noise the model finds in ``x_t``, at a uniformly random step per example."""
-    t = torch.randint(len(alpha_bar), (x0.shape[0],), generator=generator).to(x0.device)
-    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+    the noise the model finds in ``x_t``, at a uniformly random step per example. The draws
+    come from ``generator`` (a CPU one) if given, else from torch's generator of ``x0``'s
+    device, so that training on a GPU draws there."""
+    if generator is None:
+        t = torch.randint(len(alpha_bar), (x0.shape[0],), device=x0.device)
+        noise = torch.randn_like(x0)
+    else:
+        t = torch.randint(len(alpha_bar), (x0.shape[0],), generator=generator).to(x0.device)
+        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
     return F.mse_loss(model(q_sample(x0, t, noise, alpha_bar), t), noise)
 
 
