@@ -155,6 +155,8 @@ def test_denoise_samples_the_exact_gaussian_posterior_and_one_step_gives_its_mea
     x = denoise(model, y, sigma, a, generator=torch.Generator().manual_seed(0))
     assert x.mean().item() == pytest.approx(mean, abs=0.01)
     assert x.std().item() == pytest.approx(std, rel=0.03)
+    fewer = denoise(model, y[:5], 0.05, a, steps=500, generator=torch.Generator())
+    assert fewer.shape == (5, 1)  # steps capped at the few training steps below that noise
     tweedie = denoise(model, y[:5], sigma, a, steps=1)
     torch.testing.assert_close(tweedie, torch.full((5, 1), mean), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="noise_std"):

@@ -193,8 +193,9 @@ def denoise(model: nn.Module, y: torch.Tensor, noise_std: float, alpha_bar: torc
 
     ``sqrt(alpha_bar_t) y`` is distributed as ``x_t`` at the step whose noise-to-signal
     ratio ``(1 - alpha_bar_t) / alpha_bar_t`` is nearest ``noise_std^2``; the reverse process
-    runs from there with ``steps`` steps (all by default). ``steps=1`` returns Tweedie's
-    posterior mean E[x0 | y] instead, the model's one-shot denoising.
+    runs from there with ``steps`` steps (all by default, and never more than the training
+    steps up to there). ``steps=1`` returns Tweedie's posterior mean E[x0 | y] instead, the
+    model's one-shot denoising.
     """
     _check_schedule(alpha_bar)
     ratio = (1 - alpha_bar) / alpha_bar
@@ -203,6 +204,7 @@ def denoise(model: nn.Module, y: torch.Tensor, noise_std: float, alpha_bar: torc
                          f"schedule's noise levels; got {noise_std}")
     t = int((ratio - noise_std ** 2).abs().argmin())
     x = math.sqrt(alpha_bar[t].item()) * y
+    steps = t + 1 if steps is None else min(positive_int("steps", steps), t + 1)
     return reverse_steps(model, x, alpha_bar, _timesteps(t + 1, steps), eta, generator, clip)
 
 
