@@ -4,7 +4,8 @@ A run makes at most four builds, each once however many xdist workers ask, each 
 its own started by the first test of the run that needs it, so it runs while the workers go on
 with the unit tests (which come first: tests that need a build are moved to the end):
 
-- ``book``: the whole book, strictly (``-W --keep-going``);
+- ``book``: the whole book, strictly (``-W --keep-going``), after tests/fresh_execution.py has
+  run its chapters in a fresh environment into the execution cache the build reads;
 - ``hidden_site``: the whole book with ``dlcc_hide_solutions: true``, after the book, from its
   execution cache (tests/test_hidden_solutions.py);
 - ``pdf``: the book as one PDF (scripts/build_pdf.py), after the book, from its execution cache
@@ -40,6 +41,7 @@ BUILD_TIMEOUT = 3600
 # Everything that can change what the executed book contains without changing a cell's source:
 # jupyter-cache keys only on code cells, so the local cache is keyed on these as well.
 CACHE_KEY_INPUTS = ("src", "book/_ext", "requirements.txt", "pyproject.toml")
+FRESH_REPORT = "fresh-execution.json"  # in the book's output folder (tests/fresh_execution.py)
 
 
 @dataclass
@@ -95,9 +97,12 @@ def book_output(run_dir: Path) -> Path:
 
 
 def book_build(run_dir: Path) -> tuple[Path, list[str], Path]:
-    """The whole book."""
+    """The whole book, whose chapters tests/fresh_execution.py first runs in a fresh
+    environment, two at a time, into the execution cache the build reads."""
     output = book_output(run_dir)
-    return ROOT, jupyter_book(ROOT, output), output
+    return ROOT, [sys.executable, str(ROOT / "tests" / "fresh_execution.py"),
+                  "--run-dir", str(run_dir), "--cache", str(output / "_build" / ".jupyter_cache"),
+                  "--report", str(output / FRESH_REPORT), "--", *jupyter_book(ROOT, output)], output
 
 
 def hidden_site_build(run_dir: Path) -> tuple[Path, list[str], Path]:

@@ -8,11 +8,9 @@ holding only ``dlcc`` and its declared dependencies, as Colab does after the ins
 from __future__ import annotations
 
 import html as htmllib
-import importlib.metadata
-import os
+import json
 import re
 import shutil
-import subprocess
 import sys
 import textwrap
 from functools import cache
@@ -22,9 +20,9 @@ import nbformat
 import pytest
 import yaml
 from bs4 import BeautifulSoup
-from filelock import FileLock
+from fresh_execution import executable_pages
 
-from conftest import ROOT
+from conftest import FRESH_REPORT, ROOT
 
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
 import notebooks  # noqa: E402
@@ -36,19 +34,6 @@ PLACEHOLDER = "computed on the website"
 # (a page may still name a directive in code, as in "`{solution}` blocks")
 UNRENDERED = re.compile(r"(`{3,}|:{3,})\{[\w:-]+\}|\{[a-z]+(:[a-z]+)?\}`[^`\s][^`]*`")
 LINK = re.compile(r"\]\((\S+?)(?:\s+\"[^\"]*\")?\)|(?:href|src)=\"([^\"]+)\"")
-
-
-def executable_pages() -> list[str]:
-    """Every page of ``_toc.yml`` whose front matter declares a kernel (Part 2 included)."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    pages = [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
-    executable = []
-    for page in pages:
-        text = (ROOT / f"{page}.md").read_text()
-        front = yaml.safe_load(text.split("---", 2)[1]) if text.startswith("---") else {}
-        if "kernelspec" in (front or {}):
-            executable.append(page)
-    return executable
 
 
 PAGES = executable_pages()
@@ -297,55 +282,22 @@ def test_hidden_solutions_leave_the_notebooks(exported, hidden_site, page):
 
 # --- Running them as a reader would ---------------------------------------------------------
 
-RUN = textwrap.dedent("""\
-    import sys, nbformat
-    from nbclient import NotebookClient
-    nb = nbformat.read(sys.argv[1], as_version=4)
-    NotebookClient(nb, timeout=int(sys.argv[2]), kernel_name="python3").execute()
-    """)
-
 
 @pytest.fixture(scope="session")
-def fresh_python(run_dir) -> Path:
-    """A virtual environment with only dlcc (installed from this checkout), its declared
-    dependencies and a kernel, made once per test run by the first worker that asks. The pins
-    of requirements.txt are constraints; torch, the same pinned build, is linked from this
-    environment rather than copied (gigabytes)."""
-    venv = run_dir / "fresh-venv"
-    python = venv / "bin" / "python"
-    with FileLock(run_dir / "fresh-venv.lock"):
-        if not (venv / "ready").exists():
-            subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-            torch, linked = importlib.metadata.distribution("torch"), run_dir / "torch-only"
-            linked.mkdir(exist_ok=True)
-            for top in {Path(str(f)).parts[0] for f in torch.files} - {".."}:
-                if not (linked / top).exists():
-                    (linked / top).symlink_to(Path(torch.locate_file(top)))
-            site = next((venv / "lib").glob("python*/site-packages"))
-            (site / "torch_only.pth").write_text(f"{linked}\n")
-            pins = run_dir / "pins.txt"
-            pins.write_text("\n".join(line for line in (ROOT / "requirements.txt").read_text()
-                                      .splitlines() if re.match(r"^[\w.-]+==", line)))
-            pip = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-c",
-                                  str(pins), str(ROOT), "ipykernel", "nbclient"],
-                                 capture_output=True, text=True)
-            assert pip.returncode == 0, pip.stderr[-3000:]
-            (venv / "ready").touch()
-    return python
+def fresh_runs(book) -> dict:
+    """tests/fresh_execution.py's report: page -> "ok", "cached" or the traceback."""
+    return json.loads((book.html.parents[1] / FRESH_REPORT).read_text())
 
 
-@pytest.mark.book
 @pytest.mark.parametrize("page", PAGES)
-def test_notebook_runs_top_to_bottom_in_a_fresh_environment(fresh_python, exported, page,
-                                                            tmp_path):
-    """Outside Colab the install cell does nothing; every other cell runs (starter code tagged
-    ``skip-execution`` excepted) in an empty folder, each within the build's cell time limit."""
-    notebook = tmp_path / "nb.ipynb"
-    nbformat.write(exported[page], notebook)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-           "MKL_NUM_THREADS": "1"}
-    env.pop("PYTHONPATH", None)
-    run = subprocess.run([str(fresh_python), "-c", RUN, str(notebook),
-                          str(CONFIG["execute"]["timeout"])], cwd=tmp_path, env=env,
-                         capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr[-3000:]
+def test_notebook_runs_top_to_bottom_in_a_fresh_environment(fresh_runs, book, page):
+    """Before the build, every executable page ran top to bottom in a virtual environment
+    holding only ``dlcc`` and its declared dependencies (what Colab has after the install
+    cell), in an empty folder, starter cells tagged ``skip-execution`` excepted, within the
+    build's cell time limit; and the build showed that very run, from the execution cache,
+    rather than running the page again in the test environment. The exported notebook holds
+    the same code cells as the page (test_notebook_reads_like_its_page), so it runs too."""
+    assert "error" not in fresh_runs, fresh_runs.get("error")
+    assert fresh_runs.get(page) in ("ok", "cached"), fresh_runs.get(page, "not run")[-3000:]
+    used = re.compile(rf"{re.escape(str(ROOT / page))}\.md: Using cached notebook")
+    assert used.search(book.log), f"the build executed {page} itself"

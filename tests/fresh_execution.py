@@ -1,0 +1,148 @@
+"""Run every chapter once, as a reader would, and let the book build reuse the result.
+
+``python tests/fresh_execution.py --run-dir DIR --cache CACHE --report REPORT.json -- BUILD...``
+
+1. Makes a virtual environment holding only ``dlcc`` (installed from this checkout), its
+   declared dependencies and a kernel (``DIR/fresh-venv``): what Colab has after a chapter's
+   install cell, plus myst-nb's ``glue`` (installed without its dependencies) so that the
+   pages' numbers reach the build. The pins of requirements.txt are constraints; torch, the
+   same pinned build, is linked from this environment rather than copied (gigabytes).
+2. Executes every executable page of ``_toc.yml`` in that environment, each in an empty
+   temporary folder, two at a time (jupyter-cache's worker, with myst-nb's reader), and stores
+   the executed notebooks in the jupyter-cache ``CACHE``, which the book build then reads: each
+   chapter runs once per test run instead of twice. A page that fails here is left out of the
+   cache; the build runs it again in its own environment, and tests/test_notebooks.py reports
+   the failure from ``REPORT.json`` (page -> "ok", "cached" or the traceback).
+3. Runs ``BUILD`` (the book's ``jupyter-book build`` command) and exits with its status.
+
+Kernels get the build's settings: one thread per kernel and one progress line per epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import multiprocessing
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from filelock import FileLock
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT = yaml.safe_load((ROOT / "_config.yml").read_text())["execute"]["timeout"]
+KERNEL_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+              "DLCC_PROGRESS": "epoch"}  # what book/_ext/dlcc_book.py gives the build's kernels
+
+
+def executable_pages() -> list[str]:
+    """Every page of ``_toc.yml`` whose front matter declares a kernel."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    pages = [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    executable = []
+    for page in pages:
+        text = (ROOT / f"{page}.md").read_text()
+        front = yaml.safe_load(text.split("---", 2)[1]) if text.startswith("---") else {}
+        if "kernelspec" in (front or {}):
+            executable.append(page)
+    return executable
+
+
+def fresh_venv(run_dir: Path) -> Path:
+    """The fresh environment's Python, made once per run (whoever asks first)."""
+    venv = run_dir / "fresh-venv"
+    python = venv / "bin" / "python"
+    with FileLock(run_dir / "fresh-venv.lock"):
+        if (venv / "ready").exists():
+            return python
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        torch, linked = importlib.metadata.distribution("torch"), run_dir / "torch-only"
+        linked.mkdir(exist_ok=True)
+        for top in {Path(str(f)).parts[0] for f in torch.files} - {".."}:
+            if not (linked / top).exists():
+                (linked / top).symlink_to(Path(torch.locate_file(top)))
+        site = next((venv / "lib").glob("python*/site-packages"))
+        (site / "torch_only.pth").write_text(f"{linked}\n")
+        pins = run_dir / "pins.txt"
+        pins.write_text("\n".join(line for line in (ROOT / "requirements.txt").read_text()
+                                  .splitlines() if re.match(r"^[\w.-]+==", line)))
+        install = [str(python), "-m", "pip", "install", "--quiet", "-c", str(pins)]
+        # The book's glue needs myst-nb's glue function (and docutils, which it imports) in the
+        # kernel; nothing else of myst-nb, and nothing a chapter could lean on by accident.
+        glue = [f"{name}=={importlib.metadata.version(name)}" for name in ("myst-nb", "docutils")]
+        for command in ([*install, str(ROOT), "ipykernel", "nbclient"],
+                        [*install, "--no-deps", *glue]):
+            pip = subprocess.run(command, capture_output=True, text=True)
+            if pip.returncode != 0:
+                raise RuntimeError(f"the fresh environment could not be made:\n"
+                                   f"{pip.stderr[-3000:]}")
+        (venv / "ready").touch()
+    return python
+
+
+def use_kernel_of(python: Path, run_dir: Path) -> None:
+    """Make ``python3`` (the chapters' kernel) start ``python``: a kernel spec of its own,
+    found first through ``JUPYTER_PATH``."""
+    spec = run_dir / "fresh-kernels" / "kernels" / "python3"
+    spec.mkdir(parents=True, exist_ok=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (fresh environment)", "language": "python"}))
+    os.environ["JUPYTER_PATH"] = str(spec.parents[1])
+    os.environ.pop("PYTHONPATH", None)
+    os.environ.update(KERNEL_ENV)
+
+
+def execute(cache_dir: Path, pages: list[str]) -> dict[str, str]:
+    """Execute the pages the cache lacks, two at a time. Page -> "ok" (ran now), "cached"
+    (the cache had it: a local test run reuses the book's cache while the library is
+    unchanged; CI's runs are cold) or the traceback."""
+    from jupyter_cache import get_cache
+    from jupyter_cache.executors.basic import ExecutionWorkerTempMProc, ProcessData
+
+    cache = get_cache(cache_dir)
+    uri = {page: str(ROOT / f"{page}.md") for page in pages}
+    records = {page: cache.add_nb_to_project(uri[page],
+                                             read_data={"name": "myst_nb_md", "type": "plugin"})
+               for page in pages}
+    todo = [page for page in reversed(pages)  # Part 2 and the assignments, the longest, first
+            if cache.get_cached_project_nb(records[page].pk) is None]
+    work = [ProcessData(records[page].pk, uri[page], cache, TIMEOUT, False) for page in todo]
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        for _ in pool.imap_unordered(ExecutionWorkerTempMProc(), work, chunksize=1):
+            pass
+    report = {}
+    for page in pages:
+        if cache.get_cached_project_nb(records[page].pk) is not None:
+            report[page] = "ok" if page in todo else "cached"
+        else:
+            report[page] = cache.get_project_record(records[page].pk).traceback or "not run"
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run-dir", type=Path, required=True)
+    parser.add_argument("--cache", type=Path, required=True)
+    parser.add_argument("--report", type=Path, required=True)
+    parser.add_argument("build", nargs=argparse.REMAINDER)
+    args = parser.parse_args()
+    started, build_env = time.perf_counter(), dict(os.environ)
+    try:
+        use_kernel_of(fresh_venv(args.run_dir), args.run_dir)
+        report = execute(args.cache, executable_pages())
+    except Exception as error:  # the build still runs; the notebook tests report this
+        report = {"error": f"{type(error).__name__}: {error}"}
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    args.report.write_text(json.dumps(report, indent=1))
+    build = [a for a in args.build if a != "--"]
+    return subprocess.run(build, env=build_env).returncode if build else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
