@@ -241,6 +241,11 @@ def hidden_site(run_dir) -> Build:
 
 
 @pytest.fixture(scope="session")
+def pdf(run_dir) -> Build:
+    return wait(run_dir, "pdf")
+
+
+@pytest.fixture(scope="session")
 def tiny_book(run_dir) -> Build:
     return wait(run_dir, "tiny_book")
 

@@ -81,10 +81,11 @@ def test_schedule_dates_are_in_order_and_on_the_meeting_days(course):
 
 
 def test_assignments_follow_the_course_rules(course):
-    """A1 after L4, A2 after L6, A3 after L8; solutions two weeks after release, on a Friday
-    office hour (walked through there); everything inside the offering."""
+    """A1 after L4, A2 after L6, A3 after L8, A4 after L10, A5 after L12; solutions two weeks
+    after release, on a Friday office hour (walked through there); everything inside the
+    offering."""
     assert [(t["id"], t["after"]) for t in course["assignments"]] == [
-        ("A1", "L4"), ("A2", "L6"), ("A3", "L8")]
+        ("A1", "L4"), ("A2", "L6"), ("A3", "L8"), ("A4", "L10"), ("A5", "L12")]
     lecture_date = {row["lecture"]["id"]: row["date"] for row in course["schedule"]
                     if row["lecture"]}
     office_days = {row["office_hour_date"] for row in course["schedule"] if row["office_hour"]}

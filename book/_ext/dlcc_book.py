@@ -228,7 +228,7 @@ def _add_citation(app, pagename, templatename, context, doctree):
 
 def _export_notebooks(app, exception):
     """Put each page's launch notebook where the download button points (``_sources/``)."""
-    if exception is not None or app.builder.format != "html":
+    if exception is not None or app.builder.name != "html":  # it reads each page's own HTML
         return
     html = Path(app.outdir)
     for page in app.env.found_docs:
