@@ -75,7 +75,9 @@ def fresh_venv(run_dir: Path) -> Path:
         # The book's glue needs myst-nb's glue function (and docutils, which it imports) in the
         # kernel; nothing else of myst-nb, and nothing a chapter could lean on by accident.
         glue = [f"{name}=={importlib.metadata.version(name)}" for name in ("myst-nb", "docutils")]
-        for command in ([*install, str(ROOT), "ipykernel", "nbclient"],
+        # A kernel, its client, and ipywidgets, which Colab and the course's requirements have
+        # (without it tqdm.auto, imported by pooch and Optuna, warns on every page).
+        for command in ([*install, str(ROOT), "ipykernel", "nbclient", "ipywidgets"],
                         [*install, "--no-deps", *glue]):
             pip = subprocess.run(command, capture_output=True, text=True)
             if pip.returncode != 0:

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pooch
 import torch
 
 from .formats import CIFAR10_TEST, CIFAR10_TRAIN, read_cifar10, read_idx
+
+if TYPE_CHECKING:
+    import pooch
 
 ENV_CACHE = "DLCC_DATA"
 ENV_URL = "DLCC_DATA_URL"
@@ -75,6 +78,10 @@ class DownloadError(RuntimeError):
 def _pooch(cache_dir: str | os.PathLike | None = None, dataset: str | None = None,
            base_url: str | None = None) -> pooch.Pooch:
     """Every file as ``<data set>/<file name>``; ``base_url`` is where ``dataset``'s are."""
+    # Imported here: pooch imports tqdm.auto, which warns in a notebook without ipywidgets
+    # ("IProgress not found") as soon as any chapter imports dlcc.data.
+    import pooch
+
     registry, urls = {}, {}
     for name, files in REGISTRY.items():
         folder = source_url(name, base_url if name == dataset else None)
@@ -113,6 +120,7 @@ def fetch(dataset: str, filename: str, *, cache_dir: str | os.PathLike | None = 
     key = f"{dataset}/{filename}"
     url, path = store.get_url(key), Path(store.abspath) / key
 
+    import pooch
     import requests  # pooch's own dependency; imported late to keep `import dlcc.data` light
 
     downloader = pooch.HTTPDownloader(progressbar=progress, chunk_size=2**20,
