@@ -41,6 +41,7 @@ PRINT_CSS = """
 .bd-main, .bd-content, .bd-article-container, .bd-container, .bd-container__inner,
 .bd-page-width { max-width: none !important; width: auto !important; padding: 0 !important;
   margin: 0 !important; }
+article.bd-article { max-width: 100vw !important; min-width: 0 !important; }
 html { font-size: 9.5pt !important; }
 pre, .highlight pre, .output pre { white-space: pre-wrap !important; word-break: break-word;
   overflow: visible !important; }
@@ -65,9 +66,10 @@ span[id^="document-"] { display: block; break-before: page; }
 
 # Runs in the page laid out at the paper's text width: what would run off the page.
 OVERFLOW_JS = """
-() => {
+(width) => {
   const article = document.querySelector('article.bd-article') || document.body;
-  const right = article.getBoundingClientRect().right + 1;
+  const box = article.getBoundingClientRect();  // the article may not be wider than the paper
+  const right = Math.min(box.right, box.left + width) + 1;
   const bad = [];
   document.querySelectorAll('pre, table, img, svg, mjx-container, .cell_output').forEach(e => {
     const box = e.getBoundingClientRect();
@@ -84,6 +86,24 @@ OVERFLOW_JS = """
 }
 """
 A4_TEXT_WIDTH_PX = round((21.0 - 2 * 1.7) / 2.54 * 96)  # A4 less the side margins, at 96 px/in
+
+# A display formula wider than the paper (the screen is wider) is set in a smaller size to fit
+# its line, as one would in LaTeX; MathJax does not break lines.
+FIT_MATH_JS = """
+() => {
+  let shrunk = 0;
+  document.querySelectorAll('mjx-container[display="true"]').forEach(container => {
+    const formula = container.querySelector('mjx-math');
+    const room = container.parentElement.getBoundingClientRect().width - 40;  // the (number)
+    const width = formula ? formula.getBoundingClientRect().width : 0;
+    if (width > room) {
+      container.style.fontSize = `${Math.floor(100 * room / width)}%`;
+      shrunk += 1;
+    }
+  });
+  return shrunk;
+}
+"""
 
 FOOTER = ('<div style="font-size:8pt;width:100%;text-align:center;color:#555">'
           '<span class="pageNumber"></span> / <span class="totalPages"></span></div>')
@@ -192,7 +212,8 @@ def print_page(site: Path, output: Path, mathjax: Path | None) -> dict:
             chapters = tab.evaluate(PREPARE_JS, facts)
             tab.add_style_tag(content=PRINT_CSS)
             errors = tab.evaluate("document.querySelectorAll('mjx-merror').length")
-            overflowing = tab.evaluate(OVERFLOW_JS)
+            shrunk = tab.evaluate(FIT_MATH_JS)
+            overflowing = tab.evaluate(OVERFLOW_JS, A4_TEXT_WIDTH_PX)
             output.parent.mkdir(parents=True, exist_ok=True)
             partial = output.with_suffix(".part.pdf")
             tab.pdf(path=str(partial), format="A4", print_background=True, outline=True,
@@ -205,7 +226,8 @@ def print_page(site: Path, output: Path, mathjax: Path | None) -> dict:
         server.shutdown()
     _set_metadata(partial, facts)
     partial.replace(output)  # atomic: a reader never sees half a PDF
-    return {"chapters": chapters, "math_errors": errors, "overflowing": overflowing}
+    return {"chapters": chapters, "math_errors": errors, "overflowing": overflowing,
+            "shrunk": shrunk}
 
 
 def _set_metadata(path: Path, facts: dict) -> None:
@@ -248,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     if report["overflowing"]:
         sys.exit("these run off the page:\n  " + "\n  ".join(report["overflowing"]))
     print(f"wrote {output} ({output.stat().st_size / 1e6:.1f} MB, "
-          f"{report['chapters']} chapters)")
+          f"{report['chapters']} chapters; {report['shrunk']} wide formulas set smaller)")
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import unicodedata
 
 import pytest
 import yaml
@@ -63,7 +64,7 @@ def page_code(pdf) -> set[str]:
 def test_the_pdf_build_is_strict_and_says_what_it_wrote(pdf):
     assert pdf.ok, pdf.log[-3000:]
     assert not pdf.warnings(), "\n".join(pdf.warnings())
-    assert re.search(r"wrote .*dlcc\.pdf \([\d.]+ MB, \d+ chapters\)", pdf.log)
+    assert re.search(r"wrote .*dlcc\.pdf \([\d.]+ MB, \d+ chapters; \d+ wide formulas", pdf.log)
 
 
 @pytest.mark.book
@@ -96,9 +97,13 @@ def test_every_chapter_is_in_the_text_and_the_outline(printed):
         for item in items:
             yield from flat(item) if isinstance(item, list) else [words(item.title)]
 
-    # Compared without spaces: a title broken over two lines may lose one in extraction.
-    outline = {re.sub(r"\s", "", title) for title in flat(reader.outline)}
-    body = re.sub(r"\s", "", " ".join(text[2:]))  # after the title page and the contents
+    # Compared without spaces (a title broken over two lines may lose one in extraction) and
+    # with ligatures undone (the PDF's "ff" is one glyph).
+    def squeeze(text):
+        return re.sub(r"\s", "", unicodedata.normalize("NFKC", text))
+
+    outline = {squeeze(title) for title in flat(reader.outline)}
+    body = squeeze(" ".join(text[2:]))  # after the title page and the contents
     for page, title in titles().items():
         plain = re.sub(r"\s|[`*]|\{[a-z]+\}", "", title)
         assert plain in body, f"{page}: {title!r} is not in the PDF's text"
@@ -156,9 +161,29 @@ def test_overflow_check_finds_what_would_run_off_the_page(tmp_path):
         browser = p.chromium.launch(executable_path=module.chromium(), args=["--no-sandbox"])
         tab = browser.new_page()
         tab.goto((tmp_path / "page.html").as_uri())
-        found = tab.evaluate(module.OVERFLOW_JS)
+        found = tab.evaluate(module.OVERFLOW_JS, 300)
         browser.close()
     assert found == ['table in "Wide"']
+
+
+def test_a_formula_wider_than_its_line_is_set_smaller(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    module = load_script()
+    (tmp_path / "page.html").write_text(
+        "<div style='width:340px'><mjx-container display='true' style='display:block'>"
+        "<mjx-math style='display:inline-block;width:600px'>x</mjx-math></mjx-container>"
+        "<mjx-container display='true' style='display:block'>"
+        "<mjx-math style='display:inline-block;width:100px'>y</mjx-math></mjx-container></div>")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=module.chromium(), args=["--no-sandbox"])
+        tab = browser.new_page()
+        tab.goto((tmp_path / "page.html").as_uri())
+        shrunk = tab.evaluate(module.FIT_MATH_JS)
+        sizes = tab.evaluate("[...document.querySelectorAll('mjx-container')]"
+                             ".map(m => m.style.fontSize)")
+        browser.close()
+    assert shrunk == 1 and sizes == ["50%", ""]  # (340 - 40) / 600 of the size; the other kept
 
 
 def test_parts_follow_the_table_of_contents():
