@@ -44,6 +44,17 @@ def test_executable_pages_show_outputs(book, page):
     assert "Traceback (most recent call last)" not in html
 
 
+@pytest.mark.parametrize("page", executable_pages())
+def test_outputs_hold_no_paths_of_the_build_machine(book, page):
+    """A package's warning, or a traceback, prints where the package lives on the machine that
+    built the book: nothing a reader should see."""
+    html = (book.html / f"{page}.html").read_text(encoding="utf-8")
+    outputs = re.findall(r'<div class="cell_output docutils container">(.*?)</div>\s*</div>',
+                         html, re.S)
+    leaked = [o for o in outputs if "site-packages" in o]
+    assert not leaked, re.sub(r"<[^>]+>", "", leaked[0])[:500]
+
+
 def test_check_page_reports_measured_throughput(book):
     html = (book.html / "book/setup/check.html").read_text()
     match = re.search(r"matmul\s+([\d,]+\.\d) GFLOP/s", html)
