@@ -54,7 +54,7 @@ mjx-container[display="true"] { overflow: visible !important; max-width: 100%; }
 .toggle-hidden, .toggle-details__container { display: revert !important; }
 .dlcc-pdf-part { break-before: page; }
 span[id^="document-"] { display: block; break-before: page; }
-.dlcc-title-page { height: 24cm; display: flex; flex-direction: column;
+.dlcc-title-page { height: 20cm; display: flex; flex-direction: column;
   justify-content: center; text-align: center; }
 .dlcc-title-page h1 { font-size: 3em; border: 0; }
 .dlcc-contents { break-before: page; }
