@@ -6,6 +6,7 @@ import re
 
 import pytest
 import yaml
+from fresh_execution import executable_pages
 
 from conftest import ROOT
 
@@ -16,11 +17,6 @@ def toc_files() -> list[str]:
     for part in toc["parts"]:
         files += [chapter["file"] for chapter in part["chapters"]]
     return files
-
-
-def executable_pages() -> list[str]:
-    """Pages whose front matter declares a kernel: MyST notebooks executed in the build."""
-    return [f for f in toc_files() if "kernelspec:" in (ROOT / f"{f}.md").read_text()[:600]]
 
 
 def test_strict_build_succeeds(book):
