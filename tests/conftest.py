@@ -33,10 +33,17 @@ from filelock import FileLock
 
 from tools import mathjax as mathjax_folder
 
+# One thread per test process (set before anything imports torch or numpy): the xdist workers,
+# the builds and the chapters' kernels already share the cores, and more threads than cores
+# make torch's and OpenBLAS's thread pools wait on each other rather than work.
+for _threads in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY_BOOK = ROOT / "tests" / "tiny_book"
 JUPYTER_BOOK = str(Path(sys.executable).parent / "jupyter-book")
 BUILD_TIMEOUT = 3600
+WORKER_NICENESS = 10  # test processes, once the builds have started (start_builds)
 
 # Everything that can change what the executed book contains without changing a cell's source:
 # jupyter-cache keys only on code cells, so the local cache is keyed on these as well.
@@ -212,6 +219,10 @@ def start_builds(request, run_dir):
     them if the run was cut short."""
     for name in dict.fromkeys(n for item in request.session.items for n in needs(item)):
         start(run_dir, name)
+    if _started or any(needs(item) for item in request.session.items):
+        # The builds are the run's longest chain (chapters, then the book, then the PDF) and
+        # were started above at normal priority; the tests, which fill the gaps, yield to them.
+        os.nice(WORKER_NICENESS)
     yield
     if request.session.shouldstop or request.session.shouldfail:
         stop_builds()
