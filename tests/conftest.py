@@ -149,6 +149,9 @@ def tiny_book_build(run_dir: Path) -> tuple[Path, list[str], Path]:
 BUILDS = {"book": book_build, "hidden_site": hidden_site_build, "pdf": pdf_build,
           "tiny_book": tiny_book_build}
 AFTER = {"hidden_site": "book", "pdf": "book"}  # builds that start when another has finished
+# Builds nothing waits on but their own few tests: they yield the CPU to the chain of the book
+# (its chapters, the book, then the PDF), like the test processes do.
+OFF_THE_CHAIN = ("hidden_site", "tiny_book")
 LOGS = {"pdf": "pdf.log"}  # the PDF is made in the book's output folder, beside its build.log
 _started: dict[str, subprocess.Popen] = {}
 
@@ -170,7 +173,8 @@ def start(run_dir: Path, name: str) -> None:
         after = str(run_dir / f"{AFTER[name]}.rc") if name in AFTER else ""
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "LOG": str(log), "AFTER": after,
                "RC": str(run_dir / f"{name}.rc")}
-        _started[name] = subprocess.Popen(["sh", "-c", script, "sh", *command], env=env,
+        nice = ["nice", "-n", str(WORKER_NICENESS)] if name in OFF_THE_CHAIN else []
+        _started[name] = subprocess.Popen([*nice, "sh", "-c", script, "sh", *command], env=env,
                                           cwd=cwd, stdin=subprocess.DEVNULL,
                                           start_new_session=True)
         (run_dir / f"{name}.started").write_text(str(output))

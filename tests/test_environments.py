@@ -26,6 +26,8 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 from test_setup_guides import pins
 
+from tools import link_distributions
+
 ROOT = Path(__file__).resolve().parents[1]
 # The library's unit tests: the numpy half, models, metrics, data, the trainer (new test files
 # of these parts are picked up by their names).
@@ -73,27 +75,6 @@ def pip(python: Path, *args: str) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
-def link_installed(names: list[str], folder: Path) -> None:
-    """Link the files of installed distributions (and what they require) into ``folder``."""
-    seen: set[str] = set()
-    todo = list(names)
-    folder.mkdir(parents=True)
-    while todo:
-        name = todo.pop()
-        if name.lower() in seen:
-            continue
-        seen.add(name.lower())
-        dist = importlib.metadata.distribution(name)
-        base = Path(dist.locate_file(""))
-        for top in {Path(str(f)).parts[0] for f in dist.files if not str(f).startswith("..")}:
-            if not (folder / top).exists():
-                (folder / top).symlink_to(base / top)
-        for line in dist.requires or []:
-            req = Requirement(line)
-            if req.marker is None or req.marker.evaluate({"extra": ""}):
-                todo.append(req.name)
-
-
 def make_venv(python: str, folder: Path) -> Path:
     subprocess.run([python, "-m", "venv", str(folder)], check=True, timeout=300)
     site = subprocess.run([str(folder / "bin" / "python"), "-c",
@@ -135,7 +116,7 @@ def test_lowest_allowed_versions_pass_the_unit_tests():
         shutil.rmtree(folder, ignore_errors=True)
         site = make_venv(sys.executable, folder / "venv")
         # torch (and its own requirements) from this environment: pip sees it as installed
-        link_installed(["torch"], folder / "torch")
+        link_distributions(["torch"], folder / "torch")
         (site / "torch_only.pth").write_text(str(folder / "torch") + "\n")
         pip(python, *(f"{name}=={low}" for name, low in others.items()),
             *(f"{name}=={version}" for name, version in tools.items()))

@@ -225,8 +225,7 @@ def train_gan(generator: nn.Module, discriminator: nn.Module, loader, *, epochs:
             generator.train()
             discriminator.train()
             started, sums, count = time.perf_counter(), {}, 0
-            report.start_epoch(epoch, len(loader))
-            for a, b in loader:
+            for a, b in report.epoch(epoch, loader):
                 a, b = a.to(device, non_blocking=True), b.to(device, non_blocking=True)
                 if l1_weight is not None:
                     out = translation_step(generator, discriminator, opt_g, opt_d, a, b,
@@ -239,7 +238,6 @@ def train_gan(generator: nn.Module, discriminator: nn.Module, loader, *, epochs:
                 for key, value in out.items():
                     sums[key] = sums.get(key, 0.0) + value.float()
                 count += 1
-                report.step()
             seconds = time.perf_counter() - started
             record = {"epoch": epoch,
                       **{f"train_{k}": (v / max(count, 1)).item() for k, v in sums.items()},

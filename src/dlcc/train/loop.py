@@ -57,8 +57,8 @@ class _Totals:
     """Sample-weighted sums of the loss and metrics over one pass.
 
     :meth:`add` only queues the step's tensors, so the GPU never waits for the host;
-    :meth:`check` brings the queue to the host in one transfer per quantity (one
-    synchronisation) and folds it into the sums, float64 Python numbers: a handful of tensor
+    :meth:`check` brings the queue to the host in one transfer for the losses (and one for
+    the metrics) and folds it into the sums, float64 Python numbers: a handful of tensor
     operations per :data:`CHECK_EVERY` steps, which matters when steps are short. With
     ``watch`` it also finds the first non-finite loss on any process (the flags are
     all-reduced, so every process reaches the same verdict). ``fp16`` forgives what a
@@ -73,12 +73,13 @@ class _Totals:
         self.batches, self.run, self.last_loss = 0, run, math.nan  # run: non-finite in a row
 
     def add(self, loss: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
-        values = ()
         if self.metrics:
             with torch.no_grad():
                 outputs = outputs.float()
                 values = [fn(outputs, targets) for fn in self.metrics.values()]
-        self.queue.append((loss.detach(), targets.shape[0], values))
+        else:
+            values = ()
+        self.queue.append((loss.detach(), len(targets), values))
 
     def check(self) -> tuple[int, float] | None:
         """Fold the queue into the sums; ``(batch, loss)`` if the run diverged there."""
@@ -86,11 +87,10 @@ class _Totals:
             return None
         f64 = {"dtype": torch.float64, "device": self.device}
         losses, sizes, values = zip(*self.queue, strict=True)
-        # A row per quantity (metrics may be floats or tensors), brought over in one transfer.
-        metrics = zip(*values, strict=True)  # one column per metric
-        rows = [torch.stack(losses).to(**f64),
-                *(torch.stack([torch.as_tensor(v, **f64) for v in column]) for column in metrics)]
-        columns = torch.stack(rows).tolist()
+        columns = [torch.stack(losses).tolist()]  # one transfer (one synchronisation)
+        if self.metrics:  # and one for the metrics (floats or tensors), a row each
+            columns += torch.stack([torch.stack([torch.as_tensor(v, **f64) for v in column])
+                                    for column in zip(*values, strict=True)]).tolist()
         losses = columns[0]
         bad = [not math.isfinite(loss) for loss in losses]
         weights = [0 if self.fp16 and skipped else n for n, skipped in zip(sizes, bad, strict=True)]
@@ -309,8 +309,7 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn, optimizer, 
             started = time.perf_counter()
             totals = _Totals(metrics, device, watch=True, fp16=scaler.is_enabled(),
                              run=totals.run if totals is not None else 0)
-            report.start_epoch(epoch, steps_per_epoch)
-            for x, y in train_loader:
+            for x, y in report.epoch(epoch, train_loader, steps_per_epoch):
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 with cast:
                     outputs = model(x)
@@ -326,7 +325,6 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn, optimizer, 
                     scheduler.step()
                 step += 1
                 totals.add(loss, outputs, y)
-                report.step()
                 if len(totals.queue) >= CHECK_EVERY:
                     _stop_if_diverged(totals, epoch, step, history, checkpoint_dir)
                     report.show_loss(totals.last_loss)

@@ -75,14 +75,20 @@ class Progress:
         self.epochs = epochs
         self.bar = None
 
-    def start_epoch(self, epoch: int, batches: int | None) -> None:
-        if self.mode == "bar":
-            self.bar = _tqdm()(total=batches, desc=f"epoch {epoch}/{self.epochs}",
-                               unit="batch", dynamic_ncols=True)
-
-    def step(self) -> None:
-        if self.bar is not None:
-            self.bar.update()
+    def epoch(self, epoch: int, loader, batches: int | None = None):
+        """The batches of ``loader`` for one epoch: behind a live bar in ``"bar"`` mode, else
+        the loader itself (nothing runs per step). ``batches``: the bar's total, when
+        ``len(loader)`` is unknown or not the number of steps."""
+        if self.mode != "bar":
+            return loader
+        if batches is None:
+            try:
+                batches = len(loader)
+            except TypeError:  # an iterable data set of unknown size
+                batches = None
+        self.bar = _tqdm()(loader, total=batches, desc=f"epoch {epoch}/{self.epochs}",
+                           unit="batch", dynamic_ncols=True)
+        return self.bar
 
     def show_loss(self, loss: float) -> None:
         """The latest loss on the bar (fit looks at losses every few dozen steps)."""
