@@ -28,7 +28,6 @@ from dlcc.data import digits, make_loader, mnist_small
 from dlcc.models import MLP, ResNet, SmallCNN
 from dlcc.train import fit, get_device
 
-
 REPEATS = 3  # epochs per contender and round; the fastest counts
 
 
