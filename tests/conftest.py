@@ -177,7 +177,63 @@ def start(run_dir: Path, name: str) -> None:
         _started[name] = subprocess.Popen([*nice, "sh", "-c", script, "sh", *command], env=env,
                                           cwd=cwd, stdin=subprocess.DEVNULL,
                                           start_new_session=True)
+        if name in OFF_THE_CHAIN:
+            yield_cpu(_started[name].pid)
         (run_dir / f"{name}.started").write_text(str(output))
+
+
+def yield_cpu(pid: int) -> None:
+    """Let process ``pid`` and its session yield the CPU (niceness :data:`WORKER_NICENESS`).
+
+    Linux schedules each session as a group ("autogroup") and orders processes by their nice
+    values only within a group, so the session's group is made nicer too. Builds, chapter
+    kernels and browsers each start sessions of their own."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid,
+                       max(os.getpriority(os.PRIO_PROCESS, pid), WORKER_NICENESS))
+        Path(f"/proc/{pid}/autogroup").write_text(str(WORKER_NICENESS))
+    except OSError:  # gone already, or a kernel without autogroups: the nice value stands
+        pass
+
+
+def pytest_configure(config) -> None:
+    """Remember the niceness of the test run's session group (the terminal's), which
+    :func:`yield_cpu` changes for the workers; :func:`pytest_unconfigure` puts it back."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        try:
+            config.dlcc_group_nice = Path("/proc/self/autogroup").read_text().split()[-1]
+        except OSError:
+            config.dlcc_group_nice = None
+
+
+def pytest_unconfigure(config) -> None:
+    if getattr(config, "dlcc_group_nice", None) is not None:
+        try:
+            Path("/proc/self/autogroup").write_text(config.dlcc_group_nice)
+        except OSError:  # lowering a niceness again may need privileges
+            pass
+
+
+def sessions_started_by(pid: int) -> list[int]:
+    """The processes below ``pid`` that lead sessions of their own (a browser's, say)."""
+    children: dict[int, list[int]] = {}
+    leaders = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        child = int(stat.parent.name)
+        children.setdefault(int(fields[1]), []).append(child)  # ppid
+        if int(fields[3]) == child:  # session id
+            leaders.add(child)
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            todo.append(child)
+            if child in leaders:
+                found.append(child)
+    return found
 
 
 def wait(run_dir: Path, name: str) -> Build:
@@ -226,7 +282,7 @@ def start_builds(request, run_dir):
     if _started or any(needs(item) for item in request.session.items):
         # The builds are the run's longest chain (chapters, then the book, then the PDF) and
         # were started above at normal priority; the tests, which fill the gaps, yield to them.
-        os.nice(WORKER_NICENESS)
+        yield_cpu(os.getpid())
     yield
     if request.session.shouldstop or request.session.shouldfail:
         stop_builds()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import os
 import re
 import threading
 from pathlib import Path
@@ -20,7 +21,7 @@ import yaml
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import sync_playwright
 
-from conftest import ROOT
+from conftest import ROOT, sessions_started_by, yield_cpu
 from test_book import toc_files
 from tools import mathjax
 
@@ -56,6 +57,8 @@ def browser():
     assert Path(CHROMIUM).exists(), "Chromium is missing: `apt-get install chromium` (.ci/run does)"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        for leader in sessions_started_by(os.getpid()):  # Chromium, in a session of its own
+            yield_cpu(leader)
         yield browser
         browser.close()
 
