@@ -117,6 +117,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: steadiest on a shared machine)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, ... (default: auto)")
+    parser.add_argument("--case", choices=("all", "cnn", "mlp"), default="all",
+                        help="only the SmallCNN or only the tiny-MLP overhead (default: all)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = get_device(args.device)
@@ -125,13 +127,16 @@ def main() -> None:
           f"{device} with {args.threads} CPU thread(s); medians of {args.rounds} rounds "
           f"of {'CPU' if device.type == 'cpu' else 'wall'} time\n")
     torch.manual_seed(0)
-    overhead("SmallCNN(widths=(16, 32, 64)) on mnist_small",
-             SmallCNN(1, 10, widths=(16, 32, 64)), mnist_small(seed=0).train, 64,
-             args.rounds, device)
-    # Its epochs take a fraction of a second, so five times the rounds cost little.
-    overhead("MLP 64-128-10 on digits (tiny steps: the worst case)", MLP([64, 128, 10]),
-             digits(seed=0).train, 32, 5 * args.rounds, device)
-    amp_speed(args.rounds, device)
+    if args.case in ("all", "cnn"):
+        overhead("SmallCNN(widths=(16, 32, 64)) on mnist_small",
+                 SmallCNN(1, 10, widths=(16, 32, 64)), mnist_small(seed=0).train, 64,
+                 args.rounds, device)
+    if args.case in ("all", "mlp"):
+        # Its epochs take a fraction of a second, so five times the rounds cost little.
+        overhead("MLP 64-128-10 on digits (tiny steps: the worst case)", MLP([64, 128, 10]),
+                 digits(seed=0).train, 32, 5 * args.rounds, device)
+    if args.case == "all":
+        amp_speed(args.rounds, device)
 
 
 if __name__ == "__main__":
