@@ -200,10 +200,18 @@ def pytest_configure(config) -> None:
     """Remember the niceness of the test run's session group (the terminal's), which
     :func:`yield_cpu` changes for the workers; :func:`pytest_unconfigure` puts it back."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
-        try:
-            config.dlcc_group_nice = Path("/proc/self/autogroup").read_text().split()[-1]
-        except OSError:
-            config.dlcc_group_nice = None
+        config.dlcc_group_nice = group_niceness()
+
+
+def group_niceness(autogroup: Path = Path("/proc/self/autogroup")) -> str | None:
+    """The niceness of this process's session group, as ``/proc/self/autogroup`` reads
+    ("/autogroup-1842 nice 0"); None where the kernel has no autogroups (the file is missing,
+    or empty, as on some CI machines)."""
+    try:
+        found = re.search(r"\bnice\s+(-?\d+)", autogroup.read_text())
+    except OSError:
+        return None
+    return found.group(1) if found else None
 
 
 def pytest_unconfigure(config) -> None:
@@ -221,11 +229,11 @@ def sessions_started_by(pid: int) -> list[int]:
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            child, parent, session = int(stat.parent.name), int(fields[1]), int(fields[3])
+        except (OSError, IndexError, ValueError):  # gone, or a /proc of another format
             continue
-        child = int(stat.parent.name)
-        children.setdefault(int(fields[1]), []).append(child)  # ppid
-        if int(fields[3]) == child:  # session id
+        children.setdefault(parent, []).append(child)
+        if session == child:
             leaders.add(child)
     found, todo = [], [pid]
     while todo:
