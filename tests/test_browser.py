@@ -1,8 +1,10 @@
 """The built site in a real browser: Debian's Chromium driven by Playwright, fully offline.
 
 External requests are blocked, except MathJax's CDN, which is answered from a local copy.
-Screenshots of every page (the whole page in light mode and at phone width, the first screen
-in dark mode) land in ``<build>/screenshots/``.
+Screenshots of every page (in light mode, dark mode and at phone width) land in
+``<build>/screenshots/``, for people to look at: nothing is asserted on them. They show the
+first screen; ``DLCC_SCREENSHOTS=full pytest tests/test_browser.py`` shoots whole pages in
+light mode and at phone width (a third of the browser tests' time).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import threading
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+import lxml.html
 import pytest
 import yaml
 from axe_playwright_python.sync_playwright import Axe
@@ -34,6 +37,7 @@ CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 BASEURL = CONFIG["html"]["baseurl"].rstrip("/") + "/"
 ORG_REPO = CONFIG["repository"]["url"].rstrip("/").split("github.com/")[-1]
 PHONE = {"width": 390, "height": 844}
+FULL_PAGE = os.environ.get("DLCC_SCREENSHOTS") == "full"
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -126,15 +130,17 @@ def is_notebook(page: str) -> bool:
 @pytest.mark.parametrize("page_name", PAGES)
 def test_page_in_browser(open_page, shots, book, page_name):
     page, errors = open_page(f"{page_name}.html")
-    page.screenshot(path=str(shots / f"{slug(page_name)}-light.png"), full_page=True)
+    page.screenshot(path=str(shots / f"{slug(page_name)}-light.png"), full_page=FULL_PAGE)
 
     assert not errors, f"console errors: {errors}"
 
-    # Accessibility: axe-core finds no serious or critical violation.
+    # Accessibility: axe-core finds no serious or critical violation. The colours of code
+    # cells' sources come from one highlighting style whatever the page, and checking them
+    # is half of axe's time on a page: test_code_cell_colours checks them on a few pages.
     before_axe = len(errors)
-    violations = [(v["id"], v["impact"], len(v["nodes"]))
-                  for v in Axe().run(page).response["violations"]
-                  if v.get("impact") in ("serious", "critical")]
+    violations = accessibility_violations(page, rules={"color-contrast": {"enabled": False}})
+    violations += accessibility_violations(page, {"exclude": [[".cell_input"]]},
+                                           runOnly={"type": "rule", "values": ["color-contrast"]})
     # axe's colour-contrast rule fetches the theme's `@import "../basic.css"` relative to the
     # page instead of the stylesheet: a 404 of the test tool's making, not of the site's.
     del errors[before_axe:]
@@ -178,13 +184,12 @@ def test_page_in_browser(open_page, shots, book, page_name):
         if page.evaluate("document.documentElement.dataset.theme") == "dark":
             break
     assert page.evaluate("document.documentElement.dataset.theme") == "dark", before
-    # The first screen shows the theme's colours; the whole page was shot in light above.
-    page.screenshot(path=str(shots / f"{slug(page_name)}-dark.png"))
+    page.screenshot(path=str(shots / f"{slug(page_name)}-dark.png"))  # the first screen
 
     # Phone width (same page, narrower viewport): nothing wider than the viewport.
     page.evaluate("document.documentElement.dataset.theme = 'light'")
     page.set_viewport_size(PHONE)
-    page.screenshot(path=str(shots / f"{slug(page_name)}-mobile.png"), full_page=True)
+    page.screenshot(path=str(shots / f"{slug(page_name)}-mobile.png"), full_page=FULL_PAGE)
     scroll = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     if scroll > 0:
         culprits = page.evaluate("""() => [...document.querySelectorAll('article *')]
@@ -192,6 +197,61 @@ def test_page_in_browser(open_page, shots, book, page_name):
             .map(e => e.tagName + '.' + e.className).slice(0, 5)""")
         pytest.fail(f"horizontal overflow of {scroll}px at 390 px width: {culprits}")
     assert not errors, f"console errors: {errors}"
+
+
+def accessibility_violations(page, context=None, **options) -> list[tuple[str, str, int]]:
+    """axe-core's serious and critical violations on ``page``: (rule, impact, nodes)."""
+    response = Axe().run(page, context, {"resultTypes": ["violations"], **options}).response
+    return [(v["id"], v["impact"], len(v["nodes"])) for v in response["violations"]
+            if v.get("impact") in ("serious", "critical")]
+
+
+def code_token_cover(html: Path, pages: list[str]) -> list[str]:
+    """Few pages whose code cells hold every highlighting class that any page's code cells
+    hold (a greedy set cover)."""
+    tokens = {}
+    for name in pages:
+        tree = lxml.html.parse(str(html / f"{name}.html"))
+        tokens[name] = {cls for value in tree.xpath(
+            "//div[contains(concat(' ', @class, ' '), ' cell_input ')]//span/@class")
+            for cls in value.split()}
+    missing, cover = set().union(*tokens.values()), []
+    while missing:
+        best = max(pages, key=lambda name: len(tokens[name] & missing))
+        cover.append(best)
+        missing -= tokens[best]
+    return cover
+
+
+def code_colour_violations(page) -> list[tuple[str, str, int]]:
+    return accessibility_violations(page, {"include": [[".cell_input"]]},
+                                    runOnly={"type": "rule", "values": ["color-contrast"]})
+
+
+def test_code_cell_colours(open_page, book):
+    """Code cells' text has enough contrast, in light and dark mode, on pages that together
+    use every highlighting class."""
+    cover = code_token_cover(book.html, PAGES)
+    assert 1 <= len(cover) < len(PAGES) / 2, cover
+    for name in cover:
+        page, _ = open_page(f"{name}.html")
+        for theme in ("light", "dark"):
+            page.evaluate(f"document.documentElement.dataset.theme = '{theme}'")
+            violations = code_colour_violations(page)
+            assert not violations, f"{name}, {theme} mode: {violations}"
+
+
+def test_code_colour_check_catches_faint_code(browser):
+    page = browser.new_page()
+    try:
+        page.set_content('<main><div class="cell_input"><pre><span style="color: #ccc">'
+                         'x = 1</span></pre></div><p>Text</p></main>')
+        assert [rule for rule, *_ in code_colour_violations(page)] == ["color-contrast"]
+        page.set_content('<main><div class="cell_input"><pre>x = 1</pre></div>'
+                         '<p style="color: #ccc">Faint text outside code</p></main>')
+        assert code_colour_violations(page) == []  # outside the code: the page test's part
+    finally:
+        page.close()
 
 
 def check_launch_buttons(page, book, page_name):
