@@ -184,11 +184,13 @@ def test_page_in_browser(open_page, shots, book, page_name):
         if page.evaluate("document.documentElement.dataset.theme") == "dark":
             break
     assert page.evaluate("document.documentElement.dataset.theme") == "dark", before
+    settle(page)
     page.screenshot(path=str(shots / f"{slug(page_name)}-dark.png"))  # the first screen
 
     # Phone width (same page, narrower viewport): nothing wider than the viewport.
     page.evaluate("document.documentElement.dataset.theme = 'light'")
     page.set_viewport_size(PHONE)
+    settle(page)  # the sidebars slide off the screen: measure and shoot where they end
     page.screenshot(path=str(shots / f"{slug(page_name)}-mobile.png"), full_page=FULL_PAGE)
     scroll = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     if scroll > 0:
@@ -197,6 +199,17 @@ def test_page_in_browser(open_page, shots, book, page_name):
             .map(e => e.tagName + '.' + e.className).slice(0, 5)""")
         pytest.fail(f"horizontal overflow of {scroll}px at 390 px width: {culprits}")
     assert not errors, f"console errors: {errors}"
+
+
+def settle(page) -> None:
+    """Wait until the CSS transitions and animations that a change started have finished
+    (those that run forever excepted)."""
+    page.evaluate("""async () => {
+        await new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)));
+        const moving = document.getAnimations().filter(
+            a => a.effect && a.effect.getComputedTiming().endTime !== Infinity);
+        await Promise.all(moving.map(a => a.finished.catch(() => null)));
+    }""")
 
 
 def accessibility_violations(page, context=None, **options) -> list[tuple[str, str, int]]:
