@@ -38,6 +38,7 @@ BASEURL = CONFIG["html"]["baseurl"].rstrip("/") + "/"
 ORG_REPO = CONFIG["repository"]["url"].rstrip("/").split("github.com/")[-1]
 PHONE = {"width": 390, "height": 844}
 FULL_PAGE = os.environ.get("DLCC_SCREENSHOTS") == "full"
+COLOUR_CONTRAST = {"type": "rule", "values": ["color-contrast"]}  # axe's runOnly option
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -140,7 +141,7 @@ def test_page_in_browser(open_page, shots, book, page_name):
     before_axe = len(errors)
     violations = accessibility_violations(page, rules={"color-contrast": {"enabled": False}})
     violations += accessibility_violations(page, {"exclude": [[".cell_input"]]},
-                                           runOnly={"type": "rule", "values": ["color-contrast"]})
+                                           runOnly=COLOUR_CONTRAST)
     # axe's colour-contrast rule fetches the theme's `@import "../basic.css"` relative to the
     # page instead of the stylesheet: a 404 of the test tool's making, not of the site's.
     del errors[before_axe:]
@@ -237,8 +238,7 @@ def code_token_cover(html: Path, pages: list[str]) -> list[str]:
 
 
 def code_colour_violations(page) -> list[tuple[str, str, int]]:
-    return accessibility_violations(page, {"include": [[".cell_input"]]},
-                                    runOnly={"type": "rule", "values": ["color-contrast"]})
+    return accessibility_violations(page, {"include": [[".cell_input"]]}, runOnly=COLOUR_CONTRAST)
 
 
 def test_code_cell_colours(open_page, book):
