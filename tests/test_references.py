@@ -218,3 +218,26 @@ def test_core_terms_are_in_the_glossary():
             "data augmentation", "validation set", "test set", "hyperparameter", "gpu", "cuda",
             "mixed precision", "checkpoint", "tensor", "autograd"]
     assert not [t for t in core if t not in defined]
+
+
+def test_the_build_finds_pybtex_plugins_without_reading_entry_points(monkeypatch):
+    """book/_ext/dlcc_book.py registers the pybtex plugins sphinxcontrib-bibtex asks for at
+    every citation: the same classes as the installed entry points, found in memory."""
+    import sys
+    from types import SimpleNamespace
+
+    from pybtex import plugin
+
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    from dlcc_book import _remember_bibtex_plugins
+
+    wanted = [("pybtex.backends", "docutils"), ("pybtex.backends", "plaintext"),
+              ("pybtex.style.formatting", "plain")]
+    installed = [plugin.find_plugin(*key) for key in wanted]
+    _remember_bibtex_plugins(None, SimpleNamespace(bibtex_default_style="plain"))
+
+    def no_entry_points(**selection):
+        raise AssertionError(f"entry points read for {selection}")
+
+    monkeypatch.setattr(plugin, "entry_points", no_entry_points)
+    assert [plugin.find_plugin(*key) for key in wanted] == installed
