@@ -38,6 +38,9 @@ from packaging.requirements import Requirement
 from tools import link_distributions
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "book" / "_ext"))
+from dlcc_book import encrypt_kernels  # noqa: E402  (kernels as the book build starts them)
+
 TIMEOUT = yaml.safe_load((ROOT / "_config.yml").read_text())["execute"]["timeout"]
 KERNEL_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "DLCC_PROGRESS": "epoch"}  # what book/_ext/dlcc_book.py gives the build's kernels
@@ -97,7 +100,8 @@ def use_kernel_of(python: Path, run_dir: Path) -> None:
     spec.mkdir(parents=True, exist_ok=True)
     (spec / "kernel.json").write_text(json.dumps({
         "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (fresh environment)", "language": "python"}))
+        "display_name": "Python 3 (fresh environment)", "language": "python",
+        "metadata": {"supported_encryption": ["curve"]}}))  # as ipykernel's own spec says
     os.environ["JUPYTER_PATH"] = str(spec.parents[1])
     os.environ.pop("PYTHONPATH", None)
     os.environ.update(KERNEL_ENV)
@@ -110,6 +114,7 @@ def execute(cache_dir: Path, pages: list[str]) -> dict[str, str]:
     from jupyter_cache import get_cache
     from jupyter_cache.executors.basic import ExecutionWorkerTempMProc, ProcessData
 
+    encrypt_kernels()
     cache = get_cache(cache_dir)
     uri = {page: str(ROOT / f"{page}.md") for page in pages}
     records = {page: cache.add_nb_to_project(uri[page],

@@ -61,6 +61,7 @@ def _configure(app, config):
     os.environ["DLCC_PROGRESS"] = "epoch"
     for threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(threads, "1")
+    encrypt_kernels()
     root = Path(app.confdir)
     app.dlcc_site = notebooks.Site(
         repo_url=config.html_theme_options["repository_url"].rstrip("/"),
@@ -71,6 +72,18 @@ def _configure(app, config):
     launch = config.html_theme_options.get("launch_buttons", {})
     app.dlcc_binder = (launch.get("binderhub_url", "https://mybinder.org").rstrip("/"),
                        launch.get("binder_env_branch", "binder-env"))
+
+
+def encrypt_kernels() -> None:
+    """The build's kernels talk to it over local TCP, and ipykernel 7 warns in the build log at
+    every chapter that this is unencrypted. jupyter_client hands a kernel CurveZMQ keys when its
+    policy is "auto" and the kernel spec declares support (ipykernel's does); myst-nb gives
+    jupyter_client no configuration, so the policy's default is set here."""
+    import zmq
+    from jupyter_client.manager import KernelManager
+
+    if zmq.has("curve"):
+        KernelManager.transport_encryption.default_value = "auto"
 
 
 def _remember_bibtex_plugins(app, config):
