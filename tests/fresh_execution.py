@@ -38,9 +38,6 @@ from packaging.requirements import Requirement
 from tools import link_distributions
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "book" / "_ext"))
-from dlcc_book import encrypt_kernels  # noqa: E402  (kernels as the book build starts them)
-
 TIMEOUT = yaml.safe_load((ROOT / "_config.yml").read_text())["execute"]["timeout"]
 KERNEL_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "DLCC_PROGRESS": "epoch"}  # what book/_ext/dlcc_book.py gives the build's kernels
@@ -114,7 +111,10 @@ def execute(cache_dir: Path, pages: list[str]) -> dict[str, str]:
     from jupyter_cache import get_cache
     from jupyter_cache.executors.basic import ExecutionWorkerTempMProc, ProcessData
 
-    encrypt_kernels()
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    from dlcc_book import encrypt_kernels  # (the book's extension: Sphinx and docutils)
+
+    encrypt_kernels()  # kernels as the book build starts them
     cache = get_cache(cache_dir)
     uri = {page: str(ROOT / f"{page}.md") for page in pages}
     records = {page: cache.add_nb_to_project(uri[page],
