@@ -4,12 +4,12 @@ build's kernels run without a warning in the build log."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 from myst_nb.ext import glue as glue_module
 
+from conftest import ROOT
 from dlcc.book import glue
 
 
@@ -43,7 +43,7 @@ def test_the_builds_kernels_run_encrypted_and_quietly(capfd, monkeypatch):
     import nbformat
     from jupyter_client.manager import KernelManager
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "book" / "_ext"))
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
     from dlcc_book import encrypt_kernels
 
     trait = KernelManager.transport_encryption
