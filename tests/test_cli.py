@@ -190,7 +190,7 @@ def test_torchrun_trains_on_two_cpu_processes_and_resumes(tmp_path):
 
 
 def test_torchrun_refuses_a_device_with_an_index(tmp_path):
-    done = torchrun(tmp_path, "--epochs", "1", "--device", "cuda:1")
+    done = torchrun(tmp_path, "--epochs", "1", "--device", "cuda:1", nproc=1)  # any process
     assert done.returncode == 1  # torchrun's code when a process failed
     assert ("python -m dlcc train: error: device 'cuda:1' names one GPU, but under torchrun "
             "process k uses cuda:k") in done.stderr
