@@ -179,6 +179,9 @@ def print_page(site: Path, output: Path, mathjax: Path | None) -> dict:
     # Sphinx writes the root page in its folder but makes every link relative to the build's
     # top folder; a copy at the top keeps images and styles, and its own anchors become local.
     page = page.replace(f'href="{root}.html#', 'href="#')
+    # The print style is in the page from the start: added after loading, it made Chromium lay
+    # the whole book out a second time (4 s).
+    page = page.replace("</head>", f"<style>{PRINT_CSS}</style>\n</head>", 1)
     (site / "dlcc-print.html").write_text(page, encoding="utf-8")
     import dlcc
 
@@ -213,7 +216,6 @@ def print_page(site: Path, output: Path, mathjax: Path | None) -> dict:
                                   timeout=120_000)
             tab.evaluate("MathJax.startup.promise")
             chapters = tab.evaluate(PREPARE_JS, facts)
-            tab.add_style_tag(content=PRINT_CSS)
             errors = tab.evaluate("document.querySelectorAll('mjx-merror').length")
             shrunk = tab.evaluate(FIT_MATH_JS)
             overflowing = tab.evaluate(OVERFLOW_JS, A4_TEXT_WIDTH_PX)
