@@ -73,7 +73,9 @@ def source_hash() -> str:
         path = ROOT / name
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for file in files:
-            if "__pycache__" in file.parts:
+            # (not what Python and pip write there: the fresh environment's install of the
+            # library writes src/dlcc.egg-info, which would change the key after every run)
+            if "__pycache__" in file.parts or any(p.endswith(".egg-info") for p in file.parts):
                 continue
             digest.update(str(file.relative_to(ROOT)).encode())
             digest.update(file.read_bytes())

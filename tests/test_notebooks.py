@@ -194,12 +194,19 @@ def test_cli_rejects_a_folder_that_is_not_a_build(tmp_path, capsys):
 # --- Every notebook of the strict build ----------------------------------------------------
 
 
+def downloads(build) -> dict[str, nbformat.NotebookNode]:
+    """The notebooks a build wrote beside its pages (``_sources/<page>.ipynb``: the download
+    button's, and what the launch buttons open), for every executable page it built."""
+    assert build.ok, build.log[-3000:]
+    found = {page: build.html / "_sources" / f"{page}.ipynb"
+             for page in notebooks.built_pages(build.html)}
+    return {page: nbformat.read(path, as_version=4) for page, path in found.items()
+            if path.is_file()}
+
+
 @pytest.fixture(scope="session")
 def exported(book) -> dict[str, nbformat.NotebookNode]:
-    assert book.ok, book.log[-3000:]
-    return {page: notebooks.export(page, SITE, html=book.html,
-                                   hide_solutions=notebooks.config_hides_solutions(ROOT))
-            for page in notebooks.built_pages(book.html)}
+    return downloads(book)
 
 
 @cache
@@ -239,7 +246,9 @@ def test_notebook_reads_like_its_page(exported, book, page):
     nbformat.validate(nb)
     assert nb.metadata.accelerator == "GPU" and nb.metadata.colab.gpuType == "T4"
     assert "opens with that build's outputs" in nb.cells[0].source
-    assert nb.cells[1].id == notebooks.INSTALL_CELL_ID and SITE.commit in nb.cells[1].source
+    # the library at the commit the build was made from
+    assert nb.cells[1].id == notebooks.INSTALL_CELL_ID
+    assert notebooks.read_site(ROOT).commit in nb.cells[1].source
     assert 'if "google.colab" in sys.modules:' in nb.cells[1].source
     text = markdown(nb)
     assert PLACEHOLDER not in text
@@ -267,10 +276,11 @@ ASSIGNMENTS = [p for p in PAGES if re.fullmatch(r"book/assignments/a\d+", p)]
 @pytest.mark.book
 @pytest.mark.parametrize("page", ASSIGNMENTS)
 def test_hidden_solutions_leave_the_notebooks(exported, hidden_site, page):
-    """The student-facing build (``dlcc_hide_solutions: true``) exports the tasks and starter
-    code but no solution cell (``# SOLUTION``) and no solution block; the normal build both."""
+    """The student-facing build (``dlcc_hide_solutions: true``) writes notebooks with the tasks
+    and starter code but no solution cell (``# SOLUTION``) and no solution block; the normal
+    build both."""
     assert hidden_site.ok, hidden_site.log[-3000:]
-    hidden = notebooks.export(page, SITE, html=hidden_site.html, hide_solutions=True)
+    hidden = nbformat.read(hidden_site.html / "_sources" / f"{page}.ipynb", as_version=4)
     for nb, shown in ((exported[page], True), (hidden, False)):
         code = " ".join(c.source for c in nb.cells if c.cell_type == "code")
         assert "raise NotImplementedError" in code and "Exercise" in markdown(nb)
