@@ -111,7 +111,10 @@ def book_build(run_dir: Path) -> tuple[Path, list[str], Path]:
     output = book_output(run_dir)
     return ROOT, [sys.executable, str(ROOT / "tests" / "fresh_execution.py"),
                   "--run-dir", str(run_dir), "--cache", str(output / "_build" / ".jupyter_cache"),
-                  "--report", str(output / FRESH_REPORT), "--", *jupyter_book(ROOT, output)], output
+                  "--report", str(output / FRESH_REPORT), "--",
+                  # --all: every page read again (from the execution cache), also where a local
+                  # run reuses the folder, so the log shows where each page's outputs came from
+                  *jupyter_book(ROOT, output, "--all")], output
 
 
 def hidden_site_build(run_dir: Path) -> tuple[Path, list[str], Path]:

@@ -225,12 +225,13 @@ def test_exported_notebooks_drop_solutions(sites, page):
         nb = json.loads((sites[name] / "_sources" / f"{page}.ipynb").read_text())
         sources = ["".join(c["source"]) for c in nb["cells"]]
         tagged = [c for c in nb["cells"] if "solution" in c["metadata"].get("tags", [])]
-        if name == "shown":
-            assert tagged and any(MARKER in s for s in sources)
-        else:
-            assert not tagged and not any(MARKER in s for s in sources)
-            assert not any(s.startswith("**Solution") for s in sources)
-            assert any("NotImplementedError" in s for s in sources), "starter cells missing"
+        # the tasks and starter code in both; solution cells and folded solutions when shown
+        assert any("Exercise" in s for s in sources), "exercises missing"
+        assert any("NotImplementedError" in s for s in sources), "starter cells missing"
+        shown = name == "shown"
+        assert bool(tagged) is shown and any(MARKER in s for s in sources) is shown
+        assert any("<summary>Solution to" in s for s in sources) is shown
+        assert shown or not any(s.startswith("**Solution") for s in sources)
 
 
 @pytest.mark.parametrize("page", ASSIGNMENTS)

@@ -270,26 +270,6 @@ def test_notebook_reads_like_its_page(exported, book, page):
         assert first in text, f"code block starting {first!r} missing"
 
 
-ASSIGNMENTS = [p for p in PAGES if re.fullmatch(r"book/assignments/a\d+", p)]
-
-
-@pytest.mark.book
-@pytest.mark.parametrize("page", ASSIGNMENTS)
-def test_hidden_solutions_leave_the_notebooks(exported, hidden_site, page):
-    """The student-facing build (``dlcc_hide_solutions: true``) writes notebooks with the tasks
-    and starter code but no solution cell (``# SOLUTION``) and no solution block; the normal
-    build both."""
-    assert hidden_site.ok, hidden_site.log[-3000:]
-    hidden = nbformat.read(hidden_site.html / "_sources" / f"{page}.ipynb", as_version=4)
-    for nb, shown in ((exported[page], True), (hidden, False)):
-        code = " ".join(c.source for c in nb.cells if c.cell_type == "code")
-        assert "raise NotImplementedError" in code and "Exercise" in markdown(nb)
-        assert ("# SOLUTION" in code) is shown
-        assert ("<summary>Solution to" in markdown(nb)) is shown
-        assert not any(notebooks.SOLUTION_TAG in notebooks.tags(c) for c in nb.cells) \
-            or shown
-
-
 # --- Running them as a reader would ---------------------------------------------------------
 
 
