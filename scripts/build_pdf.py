@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import unicodedata
 from pathlib import Path
 
 import yaml
@@ -262,7 +263,9 @@ def outline_items(outlines):
 
 
 def squeeze(text: str) -> str:
-    return re.sub(r"\s", "", text)
+    """Text compared without whitespace (a title on two lines may lose a space) and with
+    ligatures undone (NFKC: a PDF's "ff" can be one glyph)."""
+    return re.sub(r"\s", "", unicodedata.normalize("NFKC", text))
 
 
 def mended(title: str, headings: dict[str, str]) -> str:

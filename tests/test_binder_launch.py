@@ -1,16 +1,14 @@
 """The Binder button: a stable environment branch, and the notebooks pulled in by nbgitpuller."""
 
-import sys
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "book" / "_ext"))
+from dlcc_book import binder_url
+from notebooks import read_site
 
-from dlcc_book import binder_url  # noqa: E402
-from notebooks import read_site  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 PAGE = "book/part1/l6-making-training-work"
 

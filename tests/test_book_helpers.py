@@ -9,7 +9,6 @@ import numpy as np
 import torch
 from myst_nb.ext import glue as glue_module
 
-from conftest import ROOT
 from dlcc.book import glue
 
 
@@ -43,7 +42,6 @@ def test_the_builds_kernels_run_encrypted_and_quietly(capfd, monkeypatch):
     import nbformat
     from jupyter_client.manager import KernelManager
 
-    sys.path.insert(0, str(ROOT / "book" / "_ext"))
     from dlcc_book import encrypt_kernels
 
     trait = KernelManager.transport_encryption

@@ -8,21 +8,17 @@ shared tiny book (tests/tiny_book) and the built syllabus and home page must sho
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import posixpath
 import re
-import sys
 from html import unescape
 from types import SimpleNamespace
 
+import course_data
 import pytest
 import yaml
 from sphinx.errors import ConfigError
 
 from conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "book" / "_ext"))
-course_data = importlib.import_module("course_data")
 
 DATA = ROOT / "book" / "_data" / "course.yml"
 UNREPLACED = re.compile(r"\{\{\s*\w+\s*\}\}|course_\w+")  # a substitution left as text

@@ -13,18 +13,15 @@ from __future__ import annotations
 import html
 import json
 import re
-import sys
 from pathlib import Path
 
 import jupytext
 import pytest
 import yaml
 
+import notebooks
 from conftest import ROOT
 from test_book import toc_files
-
-sys.path.insert(0, str(ROOT / "book" / "_ext"))
-import notebooks  # noqa: E402
 
 PAGES = ["book/assignments/index",
          *(page for page in toc_files() if re.fullmatch(r"book/assignments/a\d+", page))]

@@ -11,7 +11,6 @@ import html as htmllib
 import json
 import re
 import shutil
-import sys
 import textwrap
 from functools import cache
 from pathlib import Path
@@ -22,10 +21,8 @@ import yaml
 from bs4 import BeautifulSoup
 from fresh_execution import executable_pages
 
+import notebooks
 from conftest import FRESH_REPORT, ROOT
-
-sys.path.insert(0, str(ROOT / "book" / "_ext"))
-import notebooks  # noqa: E402
 
 SITE = notebooks.read_site(ROOT, commit="0123456789abcdef0123456789abcdef01234567")
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
@@ -194,19 +191,15 @@ def test_cli_rejects_a_folder_that_is_not_a_build(tmp_path, capsys):
 # --- Every notebook of the strict build ----------------------------------------------------
 
 
-def downloads(build) -> dict[str, nbformat.NotebookNode]:
-    """The notebooks a build wrote beside its pages (``_sources/<page>.ipynb``: the download
-    button's, and what the launch buttons open), for every executable page it built."""
-    assert build.ok, build.log[-3000:]
-    found = {page: build.html / "_sources" / f"{page}.ipynb"
-             for page in notebooks.built_pages(build.html)}
-    return {page: nbformat.read(path, as_version=4) for page, path in found.items()
-            if path.is_file()}
-
-
 @pytest.fixture(scope="session")
 def exported(book) -> dict[str, nbformat.NotebookNode]:
-    return downloads(book)
+    """The notebooks the build wrote beside its pages (``_sources/<page>.ipynb``: the download
+    button's, and what the launch buttons open), for every executable page it built."""
+    assert book.ok, book.log[-3000:]
+    found = {page: book.html / "_sources" / f"{page}.ipynb"
+             for page in notebooks.built_pages(book.html)}
+    return {page: nbformat.read(path, as_version=4) for page, path in found.items()
+            if path.is_file()}
 
 
 @cache

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import unicodedata
 
 import lxml.html
 import pikepdf
@@ -31,6 +30,8 @@ def load_script():
     spec.loader.exec_module(module)
     return module
 
+
+BUILD_PDF = load_script()
 
 def titles() -> dict[str, str]:
     """Each page of the table of contents -> its title (the first heading of its source)."""
@@ -108,23 +109,17 @@ def test_title_page_names_the_book_its_authors_and_version(printed):
     assert "Contents" in text[1]
 
 
-def squeeze(text: str) -> str:
-    """Text compared without spaces (a title broken over two lines may lose one in extraction)
-    and with ligatures undone (the PDF's "ff" is one glyph)."""
-    return re.sub(r"\s", "", unicodedata.normalize("NFKC", text))
-
-
 @pytest.fixture(scope="session")
 def outline(printed) -> list[str]:
     _, reader, _ = printed
-    return [str(item.Title) for item in load_script().outline_items(reader.Root.get("/Outlines"))]
+    return [str(item.Title) for item in BUILD_PDF.outline_items(reader.Root.get("/Outlines"))]
 
 
 @pytest.mark.book
 def test_every_chapter_is_in_the_text_and_the_outline(printed, outline):
     _, _, text = printed
-    bookmarks = {squeeze(title) for title in outline}
-    body = squeeze(" ".join(text[2:]))  # after the title page and the contents
+    bookmarks = {BUILD_PDF.squeeze(title) for title in outline}
+    body = BUILD_PDF.squeeze(" ".join(text[2:]))  # after the title page and the contents
     for page, title in titles().items():
         plain = re.sub(r"\s|[`*]|\{[a-z]+\}", "", title)
         assert plain in body, f"{page}: {title!r} is not in the PDF's text"
@@ -135,6 +130,7 @@ def test_every_chapter_is_in_the_text_and_the_outline(printed, outline):
 def test_every_bookmark_reads_as_its_heading(outline, printed_page):
     """Chromium repeats the first line of a heading that begins a page in its bookmark
     ("SummarySummary": 58 of 412 bookmarks); the print script mends them."""
+    squeeze = BUILD_PDF.squeeze
     headings = {squeeze("".join(heading.xpath(f".//text()[not(ancestor::a[{HEADERLINK}])]")))
                 for heading in printed_page.xpath("//h1|//h2|//h3|//h4|//h5|//h6")}
     headings.add("Contents")  # the heading of the contents the script adds before printing
@@ -143,7 +139,7 @@ def test_every_bookmark_reads_as_its_heading(outline, printed_page):
 
 
 def test_doubled_bookmarks_are_mended():
-    mended = load_script().mended
+    mended = BUILD_PDF.mended
     headings = {"Summary": "Summary",
                 "Transferlearning:whattransfers,andhowtoreuseit":
                     "Transfer learning: what transfers, and how to reuse it"}
@@ -197,16 +193,15 @@ def test_overflow_check_finds_what_would_run_off_the_page(tmp_path):
     """The print script's check, on a page with a wide unbroken table and a narrow paragraph."""
     from playwright.sync_api import sync_playwright
 
-    module = load_script()
     (tmp_path / "page.html").write_text(
         "<article class='bd-article' style='width:300px'><section><h2>Wide</h2>"
         "<table><tr><td style='white-space:nowrap'>" + "x" * 400 + "</td></tr></table>"
         "</section><section><h2>Narrow</h2><p>fits</p><pre>short</pre></section></article>")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=module.chromium(), args=["--no-sandbox"])
+        browser = p.chromium.launch(executable_path=BUILD_PDF.chromium(), args=["--no-sandbox"])
         tab = browser.new_page()
         tab.goto((tmp_path / "page.html").as_uri())
-        found = tab.evaluate(module.OVERFLOW_JS, 300)
+        found = tab.evaluate(BUILD_PDF.OVERFLOW_JS, 300)
         browser.close()
     assert found == ['table in "Wide"']
 
@@ -214,17 +209,16 @@ def test_overflow_check_finds_what_would_run_off_the_page(tmp_path):
 def test_a_formula_wider_than_its_line_is_set_smaller(tmp_path):
     from playwright.sync_api import sync_playwright
 
-    module = load_script()
     (tmp_path / "page.html").write_text(
         "<div style='width:340px'><mjx-container display='true' style='display:block'>"
         "<mjx-math style='display:inline-block;width:600px'>x</mjx-math></mjx-container>"
         "<mjx-container display='true' style='display:block'>"
         "<mjx-math style='display:inline-block;width:100px'>y</mjx-math></mjx-container></div>")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=module.chromium(), args=["--no-sandbox"])
+        browser = p.chromium.launch(executable_path=BUILD_PDF.chromium(), args=["--no-sandbox"])
         tab = browser.new_page()
         tab.goto((tmp_path / "page.html").as_uri())
-        shrunk = tab.evaluate(module.FIT_MATH_JS)
+        shrunk = tab.evaluate(BUILD_PDF.FIT_MATH_JS)
         sizes = tab.evaluate("[...document.querySelectorAll('mjx-container')]"
                              ".map(m => m.style.fontSize)")
         browser.close()
@@ -232,18 +226,16 @@ def test_a_formula_wider_than_its_line_is_set_smaller(tmp_path):
 
 
 def test_parts_follow_the_table_of_contents():
-    module = load_script()
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    parts = module.parts_of(toc)
+    parts = BUILD_PDF.parts_of(toc)
     assert parts[0] == ("", [toc["root"]])
     assert [caption for caption, _ in parts[1:]] == [p["caption"] for p in toc["parts"]]
     assert [page for _, pages in parts for page in pages] == toc_files()
 
 
 def test_a_missing_mathjax_folder_is_named(tmp_path, capsys):
-    module = load_script()
     with pytest.raises(SystemExit):
-        module.main(["--mathjax", str(tmp_path), "--no-build"])
+        BUILD_PDF.main(["--mathjax", str(tmp_path), "--no-build"])
     assert "--mathjax must be a MathJax 3 folder" in capsys.readouterr().err
 
 

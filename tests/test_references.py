@@ -223,12 +223,10 @@ def test_core_terms_are_in_the_glossary():
 def test_the_build_finds_pybtex_plugins_without_reading_entry_points(monkeypatch):
     """book/_ext/dlcc_book.py registers the pybtex plugins sphinxcontrib-bibtex asks for at
     every citation: the same classes as the installed entry points, found in memory."""
-    import sys
     from types import SimpleNamespace
 
     from pybtex import plugin
 
-    sys.path.insert(0, str(ROOT / "book" / "_ext"))
     from dlcc_book import _remember_bibtex_plugins
 
     wanted = [("pybtex.backends", "docutils"), ("pybtex.backends", "plaintext"),

@@ -236,7 +236,6 @@ def test_clone_commands_use_the_books_repository():
 
 
 def test_colab_install_cell_is_the_one_the_notebooks_get():
-    sys.path.insert(0, str(ROOT / "book" / "_ext"))
     import notebooks  # the exporter behind the launch buttons
 
     site = notebooks.read_site(ROOT, commit="0123abc")

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import re
-import sys
 
 import pytest
 import yaml
 
+import notebooks
 from conftest import ROOT
 from test_book import toc_files
-
-sys.path.insert(0, str(ROOT / "book" / "_ext"))
-import notebooks  # noqa: E402
 
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 BASEURL = CONFIG["html"]["baseurl"].rstrip("/") + "/"
